@@ -1,0 +1,65 @@
+"""Reading a user's checkpoint folder: its architecture before any heavy work, then the weights.
+
+Only safetensors weights are loaded: pickle checkpoints (.bin/.pt) can execute code.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mmedge.errors import CheckpointError
+
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
+
+
+def read_config(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: not a folder; give a Hugging Face checkpoint folder (config.json + *.safetensors)")
+    cfg_path = path / "config.json"
+    if not cfg_path.is_file():
+        raise CheckpointError(f"{path}: no config.json; is this a Hugging Face checkpoint folder saved with save_pretrained?")
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{cfg_path}: unreadable or not JSON ({e})") from None
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"{cfg_path}: expected a JSON object")
+    return cfg
+
+
+def architecture_of(path: str | Path) -> str:
+    cfg = read_config(path)
+    archs = cfg.get("architectures")
+    if not isinstance(archs, list) or not archs or not isinstance(archs[0], str):
+        raise CheckpointError(
+            f"{path}/config.json: no 'architectures' entry; mmedge needs it to pick the model family "
+            "(save the model with save_pretrained, which writes it)"
+        )
+    return archs[0]
+
+
+def check_weights(path: str | Path) -> None:
+    path = Path(path)
+    if any(path.glob("*.safetensors")):
+        return
+    pickles = [p.name for p in path.iterdir() if p.suffix in _PICKLE_SUFFIXES]
+    if pickles:
+        raise CheckpointError(
+            f"{path}: only pickle weights ({', '.join(sorted(pickles))}); mmedge loads safetensors only because pickle "
+            "files can run code. Convert with `model.save_pretrained(dir, safe_serialization=True)`"
+        )
+    raise CheckpointError(f"{path}: no *.safetensors weights found")
+
+
+def load_pretrained(model_cls, path: str | Path):
+    """Load a model in fp32 eval mode from safetensors; errors become `CheckpointError`."""
+    import torch
+
+    check_weights(path)
+    try:
+        model = model_cls.from_pretrained(str(path), dtype=torch.float32, use_safetensors=True, local_files_only=True)
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: transformers could not load the checkpoint: {e}") from None
+    model.eval()
+    return model, model.config

@@ -1,0 +1,177 @@
+"""`mmedge export`: checkpoint folder -> verified bundle, written atomically."""
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mmedge
+from mmedge.bundle import BundleWriter, sha256_file
+from mmedge.errors import BelowFloorError, ExportError
+from mmedge.manifest import Manifest, PartSpec, TensorSpec
+from mmedge.progress import SILENT, Progress
+from mmedge.quantize.onnx_quant import apply_onnx_recipe
+from mmedge.quantize.recipes import llm_recipe, tensor_recipe
+
+from .checkpoint import architecture_of, check_weights
+from .families import family_for_architecture
+from .onnx_target import export_onnx
+
+# The split modules must compute exactly what the model's own image-feature path computes.
+SPLIT_TOLERANCE = 1e-5
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    checkpoint: Path
+    output: Path
+    encoder: str = "fp32"
+    projector: str = "fp32"
+    llm: str = "F32"
+    overwrite: bool = False
+    verify: bool = True
+    allow_below_floor: bool = False
+    threads: int = 0
+    extra_source: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Refuse unknown precisions before any heavy work.
+        tensor_recipe(self.encoder, "encoder")
+        tensor_recipe(self.projector, "projector")
+        llm_recipe(self.llm)
+
+
+def _tensor_specs(graph_path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    import onnx
+
+    model = onnx.load(str(graph_path), load_external_data=False)
+
+    def spec(value):
+        t = value.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in t.shape.dim]
+        return TensorSpec(name=value.name, shape=dims, dtype=onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name)
+
+    return [spec(v) for v in model.graph.input], [spec(v) for v in model.graph.output]
+
+
+def _part(role: str, path: Path, kind: str, precision: str, details: dict) -> PartSpec:
+    inputs, outputs = _tensor_specs(path) if kind == "onnx" else ([], [])
+    return PartSpec(role=role, file=path.name, kind=kind, precision=precision, sha256=sha256_file(path),
+                    size_bytes=path.stat().st_size, inputs=inputs, outputs=outputs, details=details)
+
+
+def export_bundle(cfg: ExportConfig, progress: Progress = SILENT) -> Manifest:
+    import torch
+
+    from .gguf.quantize import quantize_gguf
+    from .gguf.writer import write_gguf
+
+    arch = architecture_of(cfg.checkpoint)  # before any heavy work
+    family = family_for_architecture(arch)
+    check_weights(cfg.checkpoint)
+    progress.total = 6 + (1 if cfg.verify else 0)
+    with BundleWriter(cfg.output, overwrite=cfg.overwrite) as writer:
+        with progress.step(f"loading {arch} checkpoint ({family.info.name} family)"):
+            ckpt = family.load(str(cfg.checkpoint))
+            preprocess = family.image_preprocess(ckpt)
+            slot = family.image_slot(ckpt)
+            prompt = family.prompt(ckpt)
+        h, w = preprocess.output_hw()
+        encoder = family.vision_encoder(ckpt)
+        projector = family.projector(ckpt)
+        torch.manual_seed(0)
+        example_pixels = torch.randn(2, 3, h, w)
+        with torch.no_grad():
+            example_features = encoder(example_pixels)
+            split = projector(example_features)
+            own = family.reference_image_features(ckpt, example_pixels).reshape(split.shape)
+        split_diff = float((split - own).abs().max())
+        if split_diff > SPLIT_TOLERANCE:
+            raise ExportError(
+                f"internal: the split encoder+projector differ from the model's own image features by {split_diff}; "
+                "this transformers version changed the feature path, please report it"
+            )
+        parts: dict[str, PartSpec] = {}
+        with tempfile.TemporaryDirectory(prefix="mmedge-export-") as tmp:
+            tmp = Path(tmp)
+            for role, module, example, in_name, out_name, precision in (
+                ("vision_encoder", encoder, example_pixels, "pixel_values", "image_features", cfg.encoder),
+                ("projector", projector, example_features, "image_features", "image_embeddings", cfg.projector),
+            ):
+                with progress.step(f"exporting {role} to ONNX ({precision})"):
+                    fp32_path = tmp / f"{role}.fp32.onnx"
+                    export_onnx(module, example, fp32_path, in_name, out_name)
+                    out = writer.path(f"{role}.{precision}.onnx")
+                    details = apply_onnx_recipe(precision, fp32_path, out)
+                    details["opset"] = 18
+                    parts[role] = _part(role, out, "onnx", precision, details)
+
+            recipe = llm_recipe(cfg.llm)
+            with progress.step("converting the LLM backbone to GGUF"):
+                backbone = family.text_backbone(ckpt)
+                base_type = cfg.llm if recipe.written_by == "writer" else "F32"
+                base_path = (writer.path(f"llm.{cfg.llm}.gguf") if recipe.written_by == "writer"
+                             else tmp / "llm.F32.gguf")
+                gguf_info = write_gguf(backbone, base_path, base_type, progress=progress)
+            with progress.step(f"quantizing the LLM to {cfg.llm}" if recipe.written_by != "writer" else "LLM type check"):
+                final_path = writer.path(f"llm.{cfg.llm}.gguf")
+                if recipe.written_by != "writer":
+                    gguf_info = quantize_gguf(base_path, final_path, cfg.llm, threads=cfg.threads)
+                parts["llm"] = _part("llm", final_path, "gguf", cfg.llm, gguf_info)
+                if gguf_info.get("fallback_note"):
+                    progress.note(gguf_info["fallback_note"])
+
+        manifest = Manifest(
+            family=family.info.name,
+            architecture=arch,
+            parts=parts,
+            image_preprocess=preprocess,
+            image=slot,
+            prompt=prompt,
+            generation={"eos_token_ids": _eos_ids(ckpt)},
+            source={
+                "checkpoint": Path(cfg.checkpoint).name,
+                "config_sha256": hashlib.sha256((Path(cfg.checkpoint) / "config.json").read_bytes()).hexdigest(),
+                "split_vs_model_max_abs_diff": split_diff,
+                **cfg.extra_source,
+            },
+            created_by=f"mmedge {mmedge.__version__}",
+        )
+        if cfg.verify:
+            from .verify import VerifyOptions, verify_bundle
+
+            # Verification opens the staged bundle exactly as a user would open the final one.
+            (writer.staging / "manifest.json").write_text(manifest.to_json())
+            with progress.step("verifying every part against PyTorch"):
+                report = verify_bundle(writer.staging, family, ckpt, VerifyOptions(threads=cfg.threads), progress=progress)
+            report["allow_below_floor"] = cfg.allow_below_floor
+            manifest.verification = report
+            if not report["passed"] and not cfg.allow_below_floor:
+                failing = [p for p in ("vision_encoder", "projector", "llm") if not report[p]["passed"]]
+                raise BelowFloorError(
+                    f"{', '.join(failing)} fell below the precision floor ({_floor_summary(report, failing)}); "
+                    "choose a higher precision, or pass --allow-below-floor to keep the bundle anyway (the manifest records it)"
+                )
+        else:
+            manifest.verification = {"skipped": True}
+        writer.commit(manifest)
+    return manifest
+
+
+def _eos_ids(ckpt) -> list[int]:
+    eos = ckpt.model.generation_config.eos_token_id
+    if eos is None:
+        eos = ckpt.processor.tokenizer.eos_token_id
+    return [int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos]) if e is not None]
+
+
+def _floor_summary(report: dict, failing: list[str]) -> str:
+    out = []
+    for p in failing:
+        r = report[p]
+        if "top1_agreement" in r:
+            out.append(f"{p}: top-1 {r['top1_agreement']:.3f} < {r['floor']['min_top1']}")
+        else:
+            out.append(f"{p}: cosine {r['cosine']:.5f} < {r['floor']['min_cosine']}")
+    return "; ".join(out)

@@ -1,0 +1,112 @@
+"""What a model family declares, and the registry that finds one for a checkpoint.
+
+A family knows how one checkpoint architecture splits into parts (encoder, projector, LLM
+backbone), how its images are preprocessed (as data), and how its prompt places images.
+Adding a family is adding one file with a `@register_family` class and its parity test.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from mmedge.errors import UnsupportedArchitectureError
+
+if TYPE_CHECKING:  # torch stays out of import time
+    import torch
+
+    from mmedge.manifest import ImagePreprocessSpec, ImageSlotSpec, PromptSpec
+
+    from ..gguf.backbone import TextBackbone
+
+
+@dataclass(frozen=True)
+class FamilyInfo:
+    name: str
+    architectures: tuple[str, ...]
+    modalities: tuple[str, ...]
+    projector: str
+    encoders: tuple[str, ...]
+    backbones: tuple[str, ...]
+    targets: tuple[str, ...]
+
+
+@dataclass
+class LoadedCheckpoint:
+    """A checkpoint loaded into PyTorch with its processor, ready to be split."""
+
+    model: Any  # a transformers PreTrainedModel in eval mode
+    processor: Any  # the HF processor (tokenizer + image processor)
+    config: Any
+    path: str
+
+
+class Family(ABC):
+    info: ClassVar[FamilyInfo]
+
+    @abstractmethod
+    def load(self, path: str) -> LoadedCheckpoint:
+        """Load the checkpoint folder (safetensors only) in fp32 eval mode."""
+
+    @abstractmethod
+    def vision_encoder(self, ckpt: LoadedCheckpoint) -> "torch.nn.Module":
+        """pixel_values [B,3,H,W] -> the features the projector takes, exactly the model's own path."""
+
+    @abstractmethod
+    def projector(self, ckpt: LoadedCheckpoint) -> "torch.nn.Module":
+        """encoder features -> embeddings in the LLM's input space."""
+
+    @abstractmethod
+    def reference_image_features(self, ckpt: LoadedCheckpoint, pixel_values: "torch.Tensor") -> "torch.Tensor":
+        """The model's own image-feature function, to prove the split modules equal it."""
+
+    @abstractmethod
+    def text_backbone(self, ckpt: LoadedCheckpoint) -> "TextBackbone":
+        """The LLM's config, weights and tokenizer, for the GGUF writer."""
+
+    @abstractmethod
+    def image_preprocess(self, ckpt: LoadedCheckpoint) -> "ImagePreprocessSpec":
+        ...
+
+    @abstractmethod
+    def image_slot(self, ckpt: LoadedCheckpoint) -> "ImageSlotSpec":
+        ...
+
+    @abstractmethod
+    def prompt(self, ckpt: LoadedCheckpoint) -> "PromptSpec":
+        ...
+
+    @abstractmethod
+    def reference_inputs(self, ckpt: LoadedCheckpoint, images: list, text: str) -> dict:
+        """The HF processor's model inputs for `text` (already chat-formatted) and PIL images."""
+
+
+_FAMILIES: dict[str, type[Family]] = {}
+_BY_ARCHITECTURE: dict[str, str] = {}
+
+
+def register_family(cls: type[Family]) -> type[Family]:
+    info = cls.info
+    if info.name in _FAMILIES:
+        raise ValueError(f"family {info.name!r} registered twice")
+    for arch in info.architectures:
+        if arch in _BY_ARCHITECTURE:
+            raise ValueError(f"architecture {arch!r} claimed by {_BY_ARCHITECTURE[arch]!r} and {info.name!r}")
+        _BY_ARCHITECTURE[arch] = info.name
+    _FAMILIES[info.name] = cls
+    return cls
+
+
+def registered_families() -> dict[str, type[Family]]:
+    return dict(_FAMILIES)
+
+
+def family_for_architecture(architecture: str) -> Family:
+    name = _BY_ARCHITECTURE.get(architecture)
+    if name is None:
+        known = ", ".join(sorted(_BY_ARCHITECTURE)) or "(none)"
+        raise UnsupportedArchitectureError(
+            f"architecture {architecture!r} is not supported; registered architectures: {known}. "
+            "Run `mmedge families` to see what each family covers."
+        )
+    return _FAMILIES[name]()

@@ -1,0 +1,173 @@
+"""LLaVA (`LlavaForConditionalGeneration`): CLIP or SigLIP ViT, two-layer MLP projector, Llama or
+Qwen2 backbone. Images enter as one `<image>` marker that expands to `tokens_per_image` rows."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from mmedge.errors import UnsupportedConfigError
+from mmedge.manifest import ImagePreprocessSpec, ImageSlotSpec, PromptSpec
+
+from ..checkpoint import load_pretrained
+from .base import Family, FamilyInfo, LoadedCheckpoint, register_family
+
+# Image processors whose preprocessing mmedge reproduces, and how their fields map to the spec.
+_RESAMPLE_NAMES = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
+SUPPORTED_IMAGE_PROCESSORS = ("CLIPImageProcessor", "SiglipImageProcessor")
+SUPPORTED_VISION = ("clip_vision_model", "siglip_vision_model")
+SUPPORTED_TEXT = ("llama", "qwen2")
+
+
+def _image_spec_from_processor(ip) -> ImagePreprocessSpec:
+    name = type(ip).__name__.removesuffix("Fast").removesuffix("Pil")
+    if name not in SUPPORTED_IMAGE_PROCESSORS:
+        raise UnsupportedConfigError(
+            f"image processor {type(ip).__name__} is not reproduced by mmedge's runtime; supported: {SUPPORTED_IMAGE_PROCESSORS}"
+        )
+    size = dict(ip.size)
+    if not getattr(ip, "do_resize", True):
+        raise UnsupportedConfigError("image processors with do_resize=False are not supported: the encoder needs a fixed size")
+    if "shortest_edge" in size:
+        mode, size = "shortest_edge", {"shortest_edge": int(size["shortest_edge"])}
+    elif "height" in size and "width" in size:
+        mode, size = "exact", {"height": int(size["height"]), "width": int(size["width"])}
+    else:
+        raise UnsupportedConfigError(f"image processor size {size} is not supported (need shortest_edge or height+width)")
+    crop = None
+    if getattr(ip, "do_center_crop", False):
+        crop = {"height": int(ip.crop_size["height"]), "width": int(ip.crop_size["width"])}
+    resample = ip.resample if isinstance(ip.resample, int) else int(ip.resample)
+    return ImagePreprocessSpec(
+        resize_mode=mode,
+        size=size,
+        resample=_RESAMPLE_NAMES[resample],
+        crop_size=crop,
+        rescale_factor=float(ip.rescale_factor) if getattr(ip, "do_rescale", True) else None,
+        image_mean=[float(v) for v in ip.image_mean] if getattr(ip, "do_normalize", True) else None,
+        image_std=[float(v) for v in ip.image_std] if getattr(ip, "do_normalize", True) else None,
+        convert_rgb=bool(getattr(ip, "do_convert_rgb", True) is not False),
+    )
+
+
+class LlavaVisionEncoder:
+    """Built lazily so that torch is imported only on export."""
+
+    @staticmethod
+    def build(vision_tower, feature_layer, strategy):
+        import torch
+
+        class _Encoder(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.vision_tower = vision_tower
+                self.layers = [feature_layer] if isinstance(feature_layer, int) else list(feature_layer)
+                self.drop_cls = strategy == "default"
+
+            def forward(self, pixel_values):
+                out = self.vision_tower(pixel_values, output_hidden_states=True)
+                picked = [out.hidden_states[i] for i in self.layers]
+                if self.drop_cls:
+                    picked = [h[:, 1:] for h in picked]
+                return picked[0] if len(picked) == 1 else torch.cat(picked, dim=-1)
+
+        return _Encoder().eval()
+
+
+@register_family
+class LlavaFamily(Family):
+    info = FamilyInfo(
+        name="llava",
+        architectures=("LlavaForConditionalGeneration",),
+        modalities=("image",),
+        projector="mlp (linear-gelu-linear)",
+        encoders=("CLIP", "SigLIP"),
+        backbones=SUPPORTED_TEXT,
+        targets=("onnx", "gguf"),
+    )
+
+    def load(self, path: str) -> LoadedCheckpoint:
+        from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+        model, config = load_pretrained(LlavaForConditionalGeneration, path)
+        vision_type = config.vision_config.model_type
+        text_type = config.text_config.model_type
+        if vision_type not in SUPPORTED_VISION:
+            raise UnsupportedConfigError(f"vision tower {vision_type!r} is not supported; supported: {SUPPORTED_VISION}")
+        if text_type not in SUPPORTED_TEXT:
+            raise UnsupportedConfigError(f"text backbone {text_type!r} is not supported; supported: {SUPPORTED_TEXT}")
+        if config.vision_feature_select_strategy not in ("default", "full"):
+            raise UnsupportedConfigError(
+                f"vision_feature_select_strategy {config.vision_feature_select_strategy!r}: expected 'default' or 'full'"
+            )
+        processor = AutoProcessor.from_pretrained(path)
+        return LoadedCheckpoint(model=model, processor=processor, config=config, path=str(path))
+
+    # -- parts ---------------------------------------------------------------------------------
+    def vision_encoder(self, ckpt: LoadedCheckpoint):
+        c = ckpt.config
+        return LlavaVisionEncoder.build(ckpt.model.model.vision_tower, c.vision_feature_layer, c.vision_feature_select_strategy)
+
+    def projector(self, ckpt: LoadedCheckpoint):
+        return ckpt.model.model.multi_modal_projector.eval()
+
+    def reference_image_features(self, ckpt: LoadedCheckpoint, pixel_values):
+        import torch
+
+        c = ckpt.config
+        out = ckpt.model.model.get_image_features(
+            pixel_values=pixel_values,
+            vision_feature_layer=c.vision_feature_layer,
+            vision_feature_select_strategy=c.vision_feature_select_strategy,
+        )
+        feats = getattr(out, "pooler_output", out)
+        if isinstance(feats, (list, tuple)):
+            feats = torch.stack(list(feats))
+        return feats
+
+    def text_backbone(self, ckpt: LoadedCheckpoint):
+        from ..gguf.backbone import TextBackbone
+
+        model = ckpt.model
+        tensors = {f"model.{k}": v for k, v in model.model.language_model.state_dict().items()}
+        tied = bool(getattr(ckpt.config, "tie_word_embeddings", False) or ckpt.config.text_config.tie_word_embeddings)
+        if not tied:
+            tensors["lm_head.weight"] = model.lm_head.weight
+        tokenizer = ckpt.processor.tokenizer
+        return TextBackbone(
+            model_type=ckpt.config.text_config.model_type,
+            config=ckpt.config.text_config,
+            tensors=tensors,
+            tie_word_embeddings=tied,
+            tokenizer=tokenizer,
+            tokenizer_dir=ckpt.path,
+            chat_template=getattr(tokenizer, "chat_template", None),
+            name=Path(ckpt.path).name,
+        )
+
+    # -- data for the runtime ---------------------------------------------------------------------
+    def image_preprocess(self, ckpt: LoadedCheckpoint) -> ImagePreprocessSpec:
+        return _image_spec_from_processor(ckpt.processor.image_processor)
+
+    def image_slot(self, ckpt: LoadedCheckpoint) -> ImageSlotSpec:
+        import torch
+
+        spec = self.image_preprocess(ckpt)
+        h, w = spec.output_hw()
+        with torch.no_grad():
+            feats = self.projector(ckpt)(self.vision_encoder(ckpt)(torch.zeros(1, 3, h, w)))
+        processor = ckpt.processor
+        marker = processor.image_token
+        return ImageSlotSpec(
+            marker=marker,
+            marker_token_id=int(processor.tokenizer.convert_tokens_to_ids(marker)),
+            tokens_per_image=int(feats.shape[1]),
+            embedding_dim=int(feats.shape[2]),
+        )
+
+    def prompt(self, ckpt: LoadedCheckpoint) -> PromptSpec:
+        tok = ckpt.processor.tokenizer
+        probe = tok("a").input_ids
+        add_bos = tok.bos_token_id is not None and len(probe) > 0 and probe[0] == tok.bos_token_id
+        return PromptSpec(chat_template=getattr(ckpt.processor, "chat_template", None), add_bos=add_bos)
+
+    def reference_inputs(self, ckpt: LoadedCheckpoint, images: list, text: str) -> dict:
+        return ckpt.processor(images=images or None, text=text, return_tensors="pt")

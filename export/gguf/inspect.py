@@ -1,0 +1,16 @@
+"""Reading back what a GGUF file really holds (tensor types), never what was asked for."""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+
+def tensor_types(path: Path) -> dict[str, str]:
+    import gguf
+
+    reader = gguf.GGUFReader(str(path))
+    return {t.name: t.tensor_type.name for t in reader.tensors}
+
+
+def tensor_type_counts(path: Path) -> dict[str, int]:
+    return dict(sorted(Counter(tensor_types(path).values()).items()))

@@ -1,0 +1,45 @@
+"""ONNX target: a torch module with one input and one output -> a .onnx file, dynamic batch.
+
+The example batch is 2: exporting with a batch of 1 silently fixes the batch dimension to 1.
+Weights are stored inside the file (no external data) so that a part is one file to hash.
+"""
+from __future__ import annotations
+
+import io
+import warnings
+from contextlib import redirect_stdout
+from pathlib import Path
+
+from mmedge.errors import ExportError
+
+OPSET = 18
+
+
+def export_onnx(module, example, path: Path, input_name: str, output_name: str) -> None:
+    import onnx
+    import torch
+
+    if example.shape[0] != 2:
+        raise ExportError("internal: export the ONNX graph with an example batch of 2 so the batch stays dynamic")
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    try:
+        with warnings.catch_warnings(), redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                module,
+                (example,),
+                dynamo=True,
+                input_names=[input_name],
+                output_names=[output_name],
+                dynamic_shapes=({0: batch},),
+                opset_version=OPSET,
+                optimize=True,
+                verbose=False,
+            )
+    except Exception as e:  # the exporter raises many types; report one
+        raise ExportError(f"torch.onnx.export failed for {path.name}: {type(e).__name__}: {e}") from None
+    model = program.model_proto
+    if model.ByteSize() >= 2**31 - 1:
+        raise ExportError(f"{path.name}: the graph is larger than 2 GB, which a single-file ONNX cannot hold")
+    onnx.save_model(model, str(path))
+    onnx.checker.check_model(str(path), full_check=True)

@@ -1,0 +1,125 @@
+"""Small real tokenizers, trained offline and deterministically, for tiny test checkpoints.
+
+Three kinds, the ones LLaVA-family checkpoints ship: a Llama-3 style byte-level BPE, a
+Qwen2 byte-level BPE (its own split regex and NFC), and a Llama/SentencePiece model with
+byte fallback. They are trained on a short English text written for this purpose.
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+CORPUS = """
+A small red boat drifts across the quiet lake while the morning light turns the water gold.
+The photograph shows a cat sleeping on a wooden chair next to an open window.
+Two children are playing with a bright yellow ball in the park; their dog runs after it.
+What is in this image? Describe the picture in detail, then answer the question briefly.
+The astronaut looks at the Earth from the station, counting 16 sunrises every day.
+Coffee, tea and water stand on the kitchen table beside a bowl of apples and oranges.
+Numbers like 3.14159, 2026 and 42 appear in the chart, with labels in English and Deutsch.
+She said: "It's the camera's fault, not mine!" and we'll never know if they'd agree.
+Mountains rise above the clouds; snow covers the highest peaks even in the summer months.
+The robot picks up the blue cube, rotates it twice, and places it on the green square.
+A street at night: wet asphalt reflects neon signs, cars wait at the red traffic light.
+Trees, grass, flowers, birds and insects live together in the old garden behind the house.
+Question: how many people are standing near the bus? Answer: there are four people.
+The image is blurry, dark and noisy, but the shape of a bicycle is still visible.
+Über den Wolken scheint die Sonne; café, naïve, résumé and 東京 are words with accents or CJK.
+""" * 3
+
+LLAMA3_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+QWEN2_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+
+
+@dataclass(frozen=True)
+class TinyTokenizerSpec:
+    kind: str
+    bos: str | None
+    eos: str
+    pad: str
+    extra_special: tuple[str, ...]
+
+
+def _byte_level_bpe(split_regex: str, nfc: bool, specials: list[str], vocab_size: int):
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE(byte_fallback=False, ignore_merges=False))
+    if nfc:
+        tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(split_regex), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=2,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(CORPUS.splitlines(), trainer=trainer)
+    return tok
+
+
+def build_llama3_bpe(vocab_size: int = 600):
+    """Byte-level BPE with Llama 3's split regex; adds BOS like Llama 3."""
+    from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast
+
+    bos, eos, pad, image = "<|begin_of_text|>", "<|end_of_text|>", "<pad>", "<image>"
+    tok = _byte_level_bpe(LLAMA3_SPLIT, nfc=False, specials=[bos, eos, pad, image], vocab_size=vocab_size)
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, tok.token_to_id(bos))]
+    )
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos, eos_token=eos, pad_token=pad,
+                                   extra_special_tokens={"image_token": image}, clean_up_tokenization_spaces=False)
+
+
+def build_qwen2_bpe(vocab_size: int = 600):
+    """Byte-level BPE with Qwen2's split regex and NFC; no BOS, as Qwen2."""
+    from transformers import PreTrainedTokenizerFast
+
+    eot, im_start, im_end, image = "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>"
+    tok = _byte_level_bpe(QWEN2_SPLIT, nfc=True, specials=[eot, im_start, im_end, image], vocab_size=vocab_size)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=im_end, pad_token=eot,
+                                   extra_special_tokens={"image_token": image}, clean_up_tokenization_spaces=False)
+
+
+def build_llama_spm(vocab_size: int = 400):
+    """A SentencePiece BPE model with byte fallback, loaded as transformers' Llama tokenizer."""
+    import sentencepiece as spm
+    from transformers import LlamaTokenizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = Path(tmp) / "corpus.txt"
+        corpus.write_text(CORPUS)
+        prefix = str(Path(tmp) / "spm")
+        spm.SentencePieceTrainer.train(
+            input=str(corpus), model_prefix=prefix, vocab_size=vocab_size, model_type="bpe",
+            byte_fallback=True, character_coverage=1.0, num_threads=1, bos_id=1, eos_id=2, unk_id=0, pad_id=-1,
+            split_digits=True, allow_whitespace_only_pieces=True, remove_extra_whitespaces=False,
+            normalization_rule_name="identity", minloglevel=2,
+        )
+        tok = LlamaTokenizer(vocab_file=prefix + ".model", legacy=False, add_bos_token=True, add_eos_token=False)
+        tok.add_special_tokens({"pad_token": "<pad>"})
+        tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
+        # transformers 5 saves only tokenizer.json; real Llama checkpoints also ship the
+        # SentencePiece model, which is what the GGUF converter reads.
+        tok.mmedge_spm_model = Path(prefix + ".model").read_bytes()
+        return tok
+
+
+TOKENIZER_BUILDERS: dict[str, Callable] = {
+    "llama3-bpe": build_llama3_bpe,
+    "qwen2-bpe": build_qwen2_bpe,
+    "llama-spm": build_llama_spm,
+}

@@ -1,0 +1,172 @@
+"""Reading a bundle safely and writing one atomically.
+
+Reading: the manifest is parsed and validated, every part path is checked to stay inside the
+bundle, and every file's sha256 is compared to the manifest before any model parser sees a
+byte of it. Writing: parts go into a hidden staging folder beside the destination that is
+renamed into place only when complete, so an interrupted export never leaves something that
+looks like a bundle.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import IntegrityError, ManifestError, OutputPathError, UnsafePathError
+from .manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, Manifest
+
+_CHUNK = 1 << 20
+STAGING_PREFIX = ".mmedge-staging-"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def contained_path(root: Path, relative: str, what: str) -> Path:
+    """Resolve `relative` inside `root`, refusing anything that leaves it (.., absolute, symlinks)."""
+    if not relative or "\x00" in relative:
+        raise UnsafePathError(f"{what}: empty or NUL-containing path {relative!r}")
+    rel = Path(relative)
+    if rel.is_absolute() or relative.startswith(("/", "\\")) or ".." in rel.parts or ":" in rel.parts[0]:
+        raise UnsafePathError(f"{what}: path {relative!r} must be relative and stay inside the bundle")
+    root_real = root.resolve()
+    candidate = root / rel
+    real = candidate.resolve()
+    if real != root_real and root_real not in real.parents:
+        raise UnsafePathError(f"{what}: {relative!r} resolves to {real}, outside the bundle {root_real}")
+    if candidate.is_symlink():
+        raise UnsafePathError(f"{what}: {relative!r} is a symlink; bundles hold regular files only")
+    return candidate
+
+
+@dataclass
+class Bundle:
+    """An opened, integrity-checked bundle."""
+
+    root: Path
+    manifest: Manifest
+
+    def path_of(self, role: str) -> Path:
+        return self.root / self.manifest.parts[role].file
+
+
+def read_manifest(root: Path) -> Manifest:
+    root = Path(root)
+    if not root.is_dir():
+        raise ManifestError(f"{root}: not a folder; expected a bundle folder written by `mmedge export`")
+    path = root / MANIFEST_NAME
+    if not path.is_file():
+        raise ManifestError(f"{path}: missing; {root} is not an mmedge bundle (or its export was interrupted)")
+    if path.is_symlink():
+        raise UnsafePathError(f"{path}: is a symlink; bundles hold regular files only")
+    size = path.stat().st_size
+    if size > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"{path}: {size} bytes, larger than any manifest ({MAX_MANIFEST_BYTES}); not a bundle")
+    return Manifest.from_json(path.read_bytes())
+
+
+def open_bundle(root: str | Path, check_hashes: bool = True) -> Bundle:
+    """Validate manifest, paths and hashes. Nothing else in mmedge opens model files before this."""
+    root = Path(root)
+    manifest = read_manifest(root)
+    for role, part in manifest.parts.items():
+        path = contained_path(root, part.file, f"parts.{role}.file")
+        if not path.is_file():
+            raise IntegrityError(f"parts.{role}: file {part.file!r} is missing from the bundle; re-export it")
+        size = path.stat().st_size
+        if size != part.size_bytes:
+            raise IntegrityError(
+                f"parts.{role}: {part.file} is {size} bytes, the manifest says {part.size_bytes}; "
+                "the file was truncated or replaced, re-export the bundle"
+            )
+        if check_hashes:
+            digest = sha256_file(path)
+            if digest != part.sha256:
+                raise IntegrityError(
+                    f"parts.{role}: sha256 of {part.file} is {digest[:16]}..., the manifest says {part.sha256[:16]}...; "
+                    "the file was modified or corrupted, re-export the bundle"
+                )
+    return Bundle(root=root, manifest=manifest)
+
+
+class BundleWriter:
+    """Stage a bundle beside its destination; `commit()` renames it into place.
+
+    Used as a context manager: leaving the block by an exception removes the staging folder
+    and leaves the destination exactly as it was.
+    """
+
+    def __init__(self, destination: str | Path, overwrite: bool = False):
+        self.destination = Path(destination)
+        self.overwrite = overwrite
+        self._check_destination()
+        parent = self.destination.parent
+        try:
+            self.staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX + self.destination.name + "-", dir=parent))
+        except OSError as e:
+            raise OutputPathError(f"{parent}: cannot create a folder there ({e.strerror}); choose a writable output path") from None
+        self.committed = False
+
+    def _check_destination(self) -> None:
+        dest = self.destination
+        if dest.is_symlink():
+            raise OutputPathError(f"{dest}: is a symlink; give a real path so the bundle cannot land somewhere unexpected")
+        if dest.exists():
+            if not dest.is_dir():
+                raise OutputPathError(f"{dest}: exists and is not a folder; choose another output path")
+            if any(dest.iterdir()) and not (dest / MANIFEST_NAME).is_file():
+                raise OutputPathError(f"{dest}: exists, is not empty and is not a bundle; refusing to replace it")
+            if (dest / MANIFEST_NAME).is_file() and not self.overwrite:
+                raise OutputPathError(f"{dest}: a bundle is already there; pass --force to replace it")
+        parent = dest.parent
+        if not parent.exists():
+            try:
+                parent.mkdir(parents=True)
+            except OSError as e:
+                raise OutputPathError(f"{parent}: cannot create the folder ({e.strerror}); choose a writable output path") from None
+        if not parent.is_dir():
+            raise OutputPathError(f"{parent}: is not a folder; choose another output path")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise OutputPathError(f"{parent}: not writable; choose a writable output path")
+
+    def path(self, name: str) -> Path:
+        return contained_path(self.staging, name, "bundle file")
+
+    def commit(self, manifest: Manifest) -> Path:
+        (self.staging / MANIFEST_NAME).write_text(manifest.to_json())
+        _fsync_tree(self.staging)
+        dest = self.destination
+        backup = None
+        if dest.exists():
+            backup = dest.with_name(f"{STAGING_PREFIX}old-{dest.name}-{os.getpid()}")
+            os.rename(dest, backup)
+        os.rename(self.staging, dest)
+        if backup is not None:
+            shutil.rmtree(backup, ignore_errors=True)
+        self.committed = True
+        return dest
+
+    def abort(self) -> None:
+        if not self.committed:
+            shutil.rmtree(self.staging, ignore_errors=True)
+
+    def __enter__(self) -> "BundleWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.abort()
+
+
+def _fsync_tree(root: Path) -> None:
+    for path in root.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())

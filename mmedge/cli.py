@@ -1,0 +1,238 @@
+"""The `mmedge` command: a thin layer over the typed configs of export, verify and runtime.
+
+Every `MmedgeError` becomes one line on stderr and exit code 2; a verification below its
+floors exits 1. Heavy modules (torch, onnxruntime, llama.cpp) are imported per command.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Callable
+
+from . import __version__
+from .errors import MmedgeError
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+
+def command(name: str):
+    def deco(fn):
+        COMMANDS[name] = fn
+        return fn
+
+    return deco
+
+
+# -- families ---------------------------------------------------------------------------------
+@command("families")
+def cmd_families(args) -> int:
+    from mmedge.export.families import registered_families
+
+    for name, cls in sorted(registered_families().items()):
+        i = cls.info
+        print(f"{name}")
+        print(f"  architectures: {', '.join(i.architectures)}")
+        print(f"  modalities:    {', '.join(i.modalities)}")
+        print(f"  encoders:      {', '.join(i.encoders)}")
+        print(f"  projector:     {i.projector}")
+        print(f"  backbones:     {', '.join(i.backbones)}")
+        print(f"  targets:       {', '.join(i.targets)}")
+    return 0
+
+
+# -- export -----------------------------------------------------------------------------------
+@command("export")
+def cmd_export(args) -> int:
+    from mmedge.export.exporter import ExportConfig, export_bundle
+    from mmedge.progress import Progress
+
+    cfg = ExportConfig(
+        checkpoint=Path(args.checkpoint), output=Path(args.output), encoder=args.encoder, projector=args.projector,
+        llm=args.llm, overwrite=args.force, verify=not args.no_verify, allow_below_floor=args.allow_below_floor,
+        threads=args.threads,
+    )
+    manifest = export_bundle(cfg, Progress(enabled=not args.quiet))
+    print(f"bundle written: {args.output}")
+    _print_verification(manifest.verification)
+    return 0
+
+
+# -- verify -----------------------------------------------------------------------------------
+@command("verify")
+def cmd_verify(args) -> int:
+    from mmedge.export.checkpoint import architecture_of
+    from mmedge.export.families import family_for_architecture
+    from mmedge.export.verify import VerifyOptions, verify_bundle
+    from mmedge.progress import Progress
+
+    family = family_for_architecture(architecture_of(args.reference))
+    ckpt = family.load(args.reference)
+    report = verify_bundle(args.bundle, family, ckpt, VerifyOptions(greedy_tokens=args.tokens, threads=args.threads),
+                           progress=Progress(enabled=not args.json))
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        _print_verification(report)
+    return 0 if report["passed"] else 1
+
+
+def _print_verification(report: dict) -> None:
+    if not report or report.get("skipped"):
+        print("verification: skipped")
+        return
+    print(f"preprocess      max|diff| {report['preprocess']['max_abs_diff']:.3g} over {report['preprocess']['images']} images")
+    for part in ("vision_encoder", "projector"):
+        r = report[part]
+        print(f"{part:<15} {r['precision']:<6} cosine {r['cosine']:.6f}  max|diff| {r['max_abs_diff']:.3g}  "
+              f"floor {r['floor']['min_cosine']}  {'ok' if r['passed'] else 'BELOW FLOOR'}")
+    r = report["llm"]
+    print(f"{'llm':<15} {r['precision']:<6} top-1 {r['top1_agreement']:.3f} over {r['positions']} positions  "
+          f"last-logit max|diff| {r['last_logit_max_abs_diff']:.3g}  floor {r['floor']['min_top1']}  "
+          f"{'ok' if r['passed'] else 'BELOW FLOOR'}")
+    for case in report["end_to_end"]:
+        print(f"end to end      {case['case']}: {case['greedy_tokens_equal']}/{case['greedy_tokens_total']} greedy tokens equal "
+              f"(prompt tokens {'equal' if case['prompt_tokens_equal'] else 'DIFFER'})")
+    print(f"tokens identical: {report['greedy_tokens_equal']}/{report['greedy_tokens_total']}")
+
+
+# -- run --------------------------------------------------------------------------------------
+@command("run")
+def cmd_run(args) -> int:
+    from mmedge.runtime.pipeline import GenerationParams, Pipeline, RuntimeOptions
+    from mmedge.runtime.sampling import SamplingParams
+
+    params = GenerationParams(
+        max_new_tokens=args.max_tokens,
+        sampling=SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed),
+    )
+    pipe = Pipeline(args.bundle, RuntimeOptions(n_ctx=args.ctx, threads=args.threads, exact=args.exact))
+    try:
+        def emit(event):
+            sys.stdout.write(event.text)
+            sys.stdout.flush()
+
+        result = pipe.generate(args.image or [], args.prompt, params, raw_prompt=args.raw, on_token=emit)
+    finally:
+        pipe.close()
+    sys.stdout.write("\n")
+    if args.stats:
+        s = result.stats
+        print(
+            f"[load {s.load_s * 1e3:.0f} ms | preprocess {s.preprocess_s * 1e3:.1f} ms | encode {s.encode_s * 1e3:.1f} ms | "
+            f"project {s.project_s * 1e3:.1f} ms | prefill {s.prompt_positions} pos {s.prefill_s * 1e3:.1f} ms | "
+            f"TTFT {s.first_token_s * 1e3:.1f} ms | decode {s.new_tokens} tok {s.decode_tokens_per_s:.1f} tok/s]",
+            file=sys.stderr,
+        )
+    return 0
+
+
+# -- inspect ----------------------------------------------------------------------------------
+@command("inspect")
+def cmd_inspect(args) -> int:
+    from .bundle import open_bundle
+
+    bundle = open_bundle(args.bundle, check_hashes=not args.no_hash)
+    m = bundle.manifest
+    if args.json:
+        print(m.to_json())
+        return 0
+    print(f"bundle   {bundle.root}  ({m.format} v{m.format_version}, {m.created_by})")
+    print(f"family   {m.family} ({m.architecture}) from {m.source.get('checkpoint', '?')}")
+    for role, part in m.parts.items():
+        print(f"part     {role:<15} {part.kind:<5} {part.precision:<7} {part.size_bytes / 1e6:8.2f} MB  {part.file}  sha256 {part.sha256[:12]}")
+        for t in part.inputs:
+            print(f"           in  {t.name} {t.shape} {t.dtype}")
+        for t in part.outputs:
+            print(f"           out {t.name} {t.shape} {t.dtype}")
+        if "tensor_types" in part.details:
+            print(f"           tensor types {part.details['tensor_types']}")
+        if part.details.get("fallback_note"):
+            print(f"           note: {part.details['fallback_note']}")
+    p = m.image_preprocess
+    print(f"images   resize {p.resize_mode} {p.size} ({p.resample}), crop {p.crop_size}, rescale {p.rescale_factor}, "
+          f"mean {p.image_mean}, std {p.image_std}")
+    print(f"         marker {m.image.marker!r} (token {m.image.marker_token_id}) -> {m.image.tokens_per_image} embeddings "
+          f"of width {m.image.embedding_dim}")
+    print(f"prompt   chat template: {'yes' if m.prompt.chat_template else 'no (images, then text)'}; BOS: {m.prompt.add_bos}")
+    if m.verification:
+        print("verification (at export):")
+        _print_verification(m.verification)
+    return 0
+
+
+# -- demo -------------------------------------------------------------------------------------
+@command("demo")
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    return run_demo(args.out, quiet=args.quiet)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mmedge", description="Multimodal LLMs from a Hugging Face checkpoint to the edge.")
+    parser.add_argument("--version", action="version", version=f"mmedge {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("families", help="list the registered model families")
+
+    p = sub.add_parser("export", help="export a checkpoint folder to a verified bundle")
+    p.add_argument("checkpoint", help="a local Hugging Face checkpoint folder (safetensors)")
+    p.add_argument("-o", "--output", required=True, help="the bundle folder to write")
+    p.add_argument("--encoder", default="fp32", help="vision encoder precision: fp32, int8, int4")
+    p.add_argument("--projector", default="fp32", help="projector precision: fp32, int8, int4")
+    p.add_argument("--llm", default="F32", help="LLM GGUF type: F32, F16, Q8_0, Q4_0, Q4_K_M")
+    p.add_argument("--force", action="store_true", help="replace an existing bundle at the output path")
+    p.add_argument("--no-verify", action="store_true", help="skip verification (the manifest records it)")
+    p.add_argument("--allow-below-floor", action="store_true", help="keep a bundle whose parts fall below their floors")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+
+    p = sub.add_parser("verify", help="measure a bundle against its PyTorch checkpoint")
+    p.add_argument("bundle")
+    p.add_argument("--reference", required=True, help="the checkpoint folder the bundle was exported from")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--tokens", type=int, default=32, help="greedy tokens per end-to-end case")
+    p.add_argument("--threads", type=int, default=0)
+
+    p = sub.add_parser("run", help="answer a prompt about images, streaming the text")
+    p.add_argument("bundle")
+    p.add_argument("--image", action="append", help="an image file; repeat for several")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--raw", action="store_true", help="use the prompt as is, without the chat template")
+    p.add_argument("--max-tokens", type=int, default=128)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ctx", type=int, default=4096, help="context length in positions")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--exact", action="store_true", help="F32 KV cache and no flash attention (verification mode)")
+    p.add_argument("--stats", action="store_true", help="print per-stage timings to stderr")
+
+    p = sub.add_parser("inspect", help="print a bundle's manifest readably")
+    p.add_argument("bundle")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--no-hash", action="store_true", help="skip the sha256 check (faster on big bundles)")
+
+    p = sub.add_parser("demo", help="build a tiny LLaVA, export, verify and run it (no network)")
+    p.add_argument("--out", help="keep the checkpoint and bundles in this folder")
+    p.add_argument("--quiet", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except MmedgeError as e:
+        print(f"mmedge {args.command}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"mmedge {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

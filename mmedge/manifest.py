@@ -1,0 +1,293 @@
+"""The bundle manifest: schema, parsing with validation, and serialisation.
+
+The manifest is plain JSON so that the C++ runtime can read it without Python. Parsing is
+strict: a missing or mistyped field is a `ManifestError` naming the field, never a KeyError
+from deep inside the runtime.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .errors import ManifestError, ManifestVersionError
+
+FORMAT_NAME = "mmedge-bundle"
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+# A manifest is a small text file; anything bigger is not one of ours.
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+
+PART_ROLES = ("vision_encoder", "projector", "llm")
+ARTIFACT_KINDS = ("onnx", "gguf")
+
+
+def _get(d: dict, key: str, types: type | tuple, where: str, optional: bool = False, default: Any = None) -> Any:
+    if not isinstance(d, dict):
+        raise ManifestError(f"{where}: expected a JSON object, found {type(d).__name__}")
+    if key not in d:
+        if optional:
+            return default
+        raise ManifestError(f"{where}.{key}: required field is missing; re-export the bundle with `mmedge export`")
+    value = d[key]
+    # bool is an int in Python; a JSON true must not pass as a number.
+    if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+        raise ManifestError(f"{where}.{key}: expected {_type_names(types)}, found a boolean")
+    if not isinstance(value, types):
+        raise ManifestError(f"{where}.{key}: expected {_type_names(types)}, found {type(value).__name__}")
+    return value
+
+
+def _type_names(types: type | tuple) -> str:
+    types = types if isinstance(types, tuple) else (types,)
+    return " or ".join(t.__name__ for t in types)
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A named input or output of a compiled part. Dimensions are ints or symbolic names."""
+
+    name: str
+    shape: list[int | str]
+    dtype: str
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str) -> "TensorSpec":
+        shape = _get(d, "shape", list, where)
+        for i, dim in enumerate(shape):
+            if isinstance(dim, bool) or not isinstance(dim, (int, str)) or (isinstance(dim, int) and dim < 0):
+                raise ManifestError(f"{where}.shape[{i}]: expected a non-negative int or a symbolic name, found {dim!r}")
+        return cls(name=_get(d, "name", str, where), shape=list(shape), dtype=_get(d, "dtype", str, where))
+
+
+@dataclass(frozen=True)
+class PartSpec:
+    """One compiled part of the bundle (an ONNX graph, a GGUF file, ...)."""
+
+    role: str
+    file: str
+    kind: str
+    precision: str
+    sha256: str
+    size_bytes: int
+    inputs: list[TensorSpec] = field(default_factory=list)
+    outputs: list[TensorSpec] = field(default_factory=list)
+    # Target-specific facts: real GGUF tensor types, quantization settings, ...
+    details: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, role: str, d: dict) -> "PartSpec":
+        where = f"parts.{role}"
+        kind = _get(d, "kind", str, where)
+        if kind not in ARTIFACT_KINDS:
+            raise ManifestError(f"{where}.kind: expected one of {ARTIFACT_KINDS}, found {kind!r}")
+        sha = _get(d, "sha256", str, where)
+        if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+            raise ManifestError(f"{where}.sha256: expected 64 lowercase hex digits, found {sha[:80]!r}")
+        size = _get(d, "size_bytes", int, where)
+        if size < 0:
+            raise ManifestError(f"{where}.size_bytes: expected >= 0, found {size}")
+        return cls(
+            role=role,
+            file=_get(d, "file", str, where),
+            kind=kind,
+            precision=_get(d, "precision", str, where),
+            sha256=sha,
+            size_bytes=size,
+            inputs=[TensorSpec.from_dict(t, f"{where}.inputs[{i}]") for i, t in enumerate(_get(d, "inputs", list, where, True, []))],
+            outputs=[TensorSpec.from_dict(t, f"{where}.outputs[{i}]") for i, t in enumerate(_get(d, "outputs", list, where, True, []))],
+            details=_get(d, "details", dict, where, True, {}),
+        )
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("role")
+        return d
+
+
+@dataclass(frozen=True)
+class ImagePreprocessSpec:
+    """How to turn an RGB image into the encoder's `pixel_values`, as data (no callables).
+
+    resize_mode: "shortest_edge" (keep aspect, short side = size) or "exact" (to height x width).
+    """
+
+    resize_mode: str
+    size: dict
+    resample: str
+    crop_size: dict | None
+    rescale_factor: float | None
+    image_mean: list[float] | None
+    image_std: list[float] | None
+    convert_rgb: bool = True
+    layout: str = "NCHW"
+    dtype: str = "float32"
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ImagePreprocessSpec":
+        where = "preprocess.image"
+        mode = _get(d, "resize_mode", str, where)
+        if mode not in ("shortest_edge", "exact"):
+            raise ManifestError(f"{where}.resize_mode: expected 'shortest_edge' or 'exact', found {mode!r}")
+        size = _get(d, "size", dict, where)
+        needed = ("shortest_edge",) if mode == "shortest_edge" else ("height", "width")
+        for key in needed:
+            value = _get(size, key, int, f"{where}.size")
+            if not 1 <= value <= 8192:
+                raise ManifestError(f"{where}.size.{key}: expected 1..8192, found {value}")
+        crop = _get(d, "crop_size", (dict, type(None)), where, True, None)
+        if crop is not None:
+            for key in ("height", "width"):
+                value = _get(crop, key, int, f"{where}.crop_size")
+                if not 1 <= value <= 8192:
+                    raise ManifestError(f"{where}.crop_size.{key}: expected 1..8192, found {value}")
+        mean = _get(d, "image_mean", (list, type(None)), where, True, None)
+        std = _get(d, "image_std", (list, type(None)), where, True, None)
+        for name, values in (("image_mean", mean), ("image_std", std)):
+            if values is not None and (len(values) != 3 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)):
+                raise ManifestError(f"{where}.{name}: expected 3 numbers, found {values!r}")
+        if std is not None and any(v == 0 for v in std):
+            raise ManifestError(f"{where}.image_std: a zero would divide by zero")
+        return cls(
+            resize_mode=mode,
+            size=dict(size),
+            resample=_get(d, "resample", str, where),
+            crop_size=dict(crop) if crop else None,
+            rescale_factor=_get(d, "rescale_factor", (int, float, type(None)), where, True, None),
+            image_mean=[float(v) for v in mean] if mean is not None else None,
+            image_std=[float(v) for v in std] if std is not None else None,
+            convert_rgb=_get(d, "convert_rgb", bool, where, True, True),
+            layout=_get(d, "layout", str, where, True, "NCHW"),
+            dtype=_get(d, "dtype", str, where, True, "float32"),
+        )
+
+    def output_hw(self) -> tuple[int, int]:
+        if self.crop_size:
+            return self.crop_size["height"], self.crop_size["width"]
+        if self.resize_mode == "exact":
+            return self.size["height"], self.size["width"]
+        raise ManifestError("preprocess.image: shortest_edge resize without crop_size gives no fixed size")
+
+
+@dataclass(frozen=True)
+class ImageSlotSpec:
+    """How images enter the prompt: a marker string in the text, one token, replaced by embeddings."""
+
+    marker: str
+    marker_token_id: int
+    tokens_per_image: int
+    embedding_dim: int
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ImageSlotSpec":
+        where = "image"
+        spec = cls(
+            marker=_get(d, "marker", str, where),
+            marker_token_id=_get(d, "marker_token_id", int, where),
+            tokens_per_image=_get(d, "tokens_per_image", int, where),
+            embedding_dim=_get(d, "embedding_dim", int, where),
+        )
+        if not spec.marker:
+            raise ManifestError("image.marker: must not be empty")
+        if not 1 <= spec.tokens_per_image <= 1 << 20 or not 1 <= spec.embedding_dim <= 1 << 20:
+            raise ManifestError("image.tokens_per_image / embedding_dim: out of range (1 .. 2^20)")
+        return spec
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    """The family's chat template (Jinja, as the HF processor has it) and how to call it."""
+
+    chat_template: str | None
+    # Rendered when the template is absent: images first, then the text (LLaVA's own order).
+    fallback_format: str = "{images}{text}"
+    add_bos: bool = True
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PromptSpec":
+        where = "prompt"
+        return cls(
+            chat_template=_get(d, "chat_template", (str, type(None)), where, True, None),
+            fallback_format=_get(d, "fallback_format", str, where, True, "{images}{text}"),
+            add_bos=_get(d, "add_bos", bool, where, True, True),
+        )
+
+
+@dataclass
+class Manifest:
+    family: str
+    architecture: str
+    parts: dict[str, PartSpec]
+    image_preprocess: ImagePreprocessSpec
+    image: ImageSlotSpec
+    prompt: PromptSpec
+    generation: dict = field(default_factory=dict)
+    verification: dict = field(default_factory=dict)
+    source: dict = field(default_factory=dict)
+    created_by: str = ""
+    format: str = FORMAT_NAME
+    format_version: int = FORMAT_VERSION
+
+    # -- parsing ----------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, d: Any) -> "Manifest":
+        if not isinstance(d, dict):
+            raise ManifestError(f"manifest: expected a JSON object at the top level, found {type(d).__name__}")
+        fmt = _get(d, "format", str, "manifest")
+        if fmt != FORMAT_NAME:
+            raise ManifestError(f"manifest.format: expected {FORMAT_NAME!r}, found {fmt!r}; this folder is not an mmedge bundle")
+        version = _get(d, "format_version", int, "manifest")
+        if version != FORMAT_VERSION:
+            raise ManifestVersionError(
+                f"manifest.format_version: this mmedge reads version {FORMAT_VERSION}, the bundle is version {version}; "
+                "re-export it with this mmedge or upgrade mmedge"
+            )
+        parts_raw = _get(d, "parts", dict, "manifest")
+        missing = [r for r in PART_ROLES if r not in parts_raw]
+        if missing:
+            raise ManifestError(f"manifest.parts: missing {missing}; a bundle needs {list(PART_ROLES)}")
+        unknown = [r for r in parts_raw if r not in PART_ROLES]
+        if unknown:
+            raise ManifestError(f"manifest.parts: unknown part roles {unknown}; known roles are {list(PART_ROLES)}")
+        parts = {role: PartSpec.from_dict(role, parts_raw[role]) for role in PART_ROLES}
+        preprocess = _get(d, "preprocess", dict, "manifest")
+        return cls(
+            family=_get(d, "family", str, "manifest"),
+            architecture=_get(d, "architecture", str, "manifest"),
+            parts=parts,
+            image_preprocess=ImagePreprocessSpec.from_dict(_get(preprocess, "image", dict, "preprocess")),
+            image=ImageSlotSpec.from_dict(_get(d, "image", dict, "manifest")),
+            prompt=PromptSpec.from_dict(_get(d, "prompt", dict, "manifest")),
+            generation=_get(d, "generation", dict, "manifest", True, {}),
+            verification=_get(d, "verification", dict, "manifest", True, {}),
+            source=_get(d, "source", dict, "manifest", True, {}),
+            created_by=_get(d, "created_by", str, "manifest", True, ""),
+        )
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "Manifest":
+        try:
+            data = json.loads(text)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ManifestError(f"manifest.json is not valid JSON ({e}); the bundle is corrupted, re-export it") from None
+        return cls.from_dict(data)
+
+    # -- writing ----------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {
+            "format": self.format,
+            "format_version": self.format_version,
+            "created_by": self.created_by,
+            "family": self.family,
+            "architecture": self.architecture,
+            "source": self.source,
+            "parts": {role: part.to_dict() for role, part in self.parts.items()},
+            "preprocess": {"image": asdict(self.image_preprocess)},
+            "image": asdict(self.image),
+            "prompt": asdict(self.prompt),
+            "generation": self.generation,
+            "verification": self.verification,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"

@@ -1,0 +1,64 @@
+"""Precision recipes: what each precision means per part kind, and the floor verify enforces.
+
+A floor is the worst agreement with the PyTorch reference a compiled part may show and still
+be accepted. The numbers are set from what the tiny random-weight test models measure (see
+README, "Precision floors"): random weights are harder to quantize than trained ones (no
+outlier structure to exploit, flat logit distributions), so a real model clears them easily.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mmedge.errors import RecipeError
+
+
+@dataclass(frozen=True)
+class TensorRecipe:
+    """Precision of an encoder or projector graph."""
+
+    name: str
+    description: str
+    min_cosine: float
+
+
+@dataclass(frozen=True)
+class LlmRecipe:
+    """A GGUF file type. `source` is what our writer emits; others come from llama_model_quantize."""
+
+    name: str
+    description: str
+    min_top1: float  # teacher-forced top-1 agreement with PyTorch
+    written_by: str  # "writer" | "llama_model_quantize"
+
+
+TENSOR_RECIPES: dict[str, TensorRecipe] = {
+    r.name: r
+    for r in (
+        TensorRecipe("fp32", "float32 weights and activations", min_cosine=0.99999),
+        TensorRecipe("int8", "int8 per-channel weights, dynamic int8 activations (onnxruntime quantize_dynamic)", min_cosine=0.99),
+        TensorRecipe("int4", "int4 weights in blocks of 32 (MatMulNBits), float activations", min_cosine=0.95),
+    )
+}
+
+LLM_RECIPES: dict[str, LlmRecipe] = {
+    r.name: r
+    for r in (
+        LlmRecipe("F32", "float32, bit-faithful to the checkpoint", min_top1=0.99, written_by="writer"),
+        LlmRecipe("F16", "float16 weights (norms stay F32)", min_top1=0.95, written_by="writer"),
+        LlmRecipe("Q8_0", "8-bit blocks of 32", min_top1=0.90, written_by="llama_model_quantize"),
+        LlmRecipe("Q4_0", "4-bit blocks of 32", min_top1=0.50, written_by="llama_model_quantize"),
+        LlmRecipe("Q4_K_M", "4-bit k-quants, mixed (needs rows that are multiples of 256)", min_top1=0.50, written_by="llama_model_quantize"),
+    )
+}
+
+
+def tensor_recipe(name: str, part: str) -> TensorRecipe:
+    if name not in TENSOR_RECIPES:
+        raise RecipeError(f"--{part} {name!r}: unknown precision; choose one of {list(TENSOR_RECIPES)}")
+    return TENSOR_RECIPES[name]
+
+
+def llm_recipe(name: str) -> LlmRecipe:
+    if name not in LLM_RECIPES:
+        raise RecipeError(f"--llm {name!r}: unknown GGUF type; choose one of {list(LLM_RECIPES)}")
+    return LLM_RECIPES[name]

@@ -1,0 +1,81 @@
+"""One backend per artifact kind for the tensor parts (encoder, projector), in a registry.
+
+A backend takes float32 numpy arrays and returns float32 numpy arrays; the pipeline does not
+know which runtime runs a part. Later targets (ExecuTorch, Core ML) add an entry here.
+"""
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from mmedge.errors import BackendError
+from mmedge.manifest import PartSpec
+
+
+class TensorBackend(ABC):
+    """Runs one compiled tensor part with a single input and a single output."""
+
+    provider: str = "?"
+
+    @abstractmethod
+    def run(self, x: np.ndarray) -> np.ndarray:
+        ...
+
+
+_BACKENDS: dict[str, Callable[[Path, PartSpec, int], TensorBackend]] = {}
+
+
+def register_backend(kind: str):
+    def deco(cls):
+        _BACKENDS[kind] = cls
+        return cls
+
+    return deco
+
+
+def open_tensor_part(path: Path, part: PartSpec, threads: int = 0) -> TensorBackend:
+    factory = _BACKENDS.get(part.kind)
+    if factory is None:
+        raise BackendError(
+            f"parts.{part.role}: kind {part.kind!r} has no runtime backend here; available: {sorted(_BACKENDS)}"
+        )
+    return factory(path, part, threads)
+
+
+@register_backend("onnx")
+class OnnxBackend(TensorBackend):
+    def __init__(self, path: Path, part: PartSpec, threads: int = 0):
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            raise BackendError(f"onnxruntime is not installed ({e}); pip install 'mmedge[runtime]'") from None
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or (os.cpu_count() or 1)
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        self.provider = "CPUExecutionProvider"
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=opts, providers=[self.provider])
+        except Exception as e:  # onnxruntime raises its own untyped errors
+            raise BackendError(f"parts.{part.role}: onnxruntime could not load {path.name}: {e}") from None
+        inputs = self.session.get_inputs()
+        outputs = self.session.get_outputs()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise BackendError(f"parts.{part.role}: expected one input and one output, found {len(inputs)} and {len(outputs)}")
+        self.input_name = inputs[0].name
+        self.output_name = outputs[0].name
+        if part.inputs and part.inputs[0].name != self.input_name:
+            raise BackendError(
+                f"parts.{part.role}: manifest input {part.inputs[0].name!r} differs from the graph's {self.input_name!r}"
+            )
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        try:
+            return self.session.run([self.output_name], {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+        except Exception as e:
+            raise BackendError(f"onnxruntime failed on input of shape {tuple(x.shape)}: {e}") from None

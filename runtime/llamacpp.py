@@ -1,0 +1,236 @@
+"""The LLM part on llama.cpp, through llama-cpp-python's low-level C bindings.
+
+Text tokens and image embeddings go into one KV cache through `llama_batch`: tokens in a
+token batch, embeddings in a batch made by `llama_batch_init(n, n_embd, 1)`. Every call
+is checked here first, because llama.cpp aborts the whole process on some misuse (a batch
+larger than `n_batch`, a position past the context).
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mmedge.errors import BackendError, PromptError
+
+try:
+    import llama_cpp as _ll
+except ImportError as _e:  # pragma: no cover - depends on the install
+    _ll = None
+    _IMPORT_ERROR = _e
+
+# ggml_type ids (ggml.h): the KV cache type in exact mode.
+GGML_TYPE_F32 = 0
+GGML_TYPE_F16 = 1
+# llama_flash_attn_type (llama.h)
+FLASH_ATTN_DISABLED = 0
+FLASH_ATTN_AUTO = -1
+
+_backend_ready = False
+_log_callback = None  # kept alive for as long as llama.cpp may call it
+
+
+def _require() -> None:
+    if _ll is None:
+        raise BackendError(
+            f"llama-cpp-python is not installed ({_IMPORT_ERROR}); install mmedge's runtime extra: "
+            "pip install 'mmedge[runtime]'"
+        )
+
+
+def _init_backend() -> None:
+    global _backend_ready, _log_callback
+    if _backend_ready:
+        return
+    _require()
+    if not os.environ.get("MMEDGE_LLAMA_LOG"):
+        # llama.cpp logs every tensor at load time; keep stderr for our own messages.
+        @_ll.llama_log_callback
+        def _quiet(level, text, user_data):  # noqa: ARG001
+            return None
+
+        _log_callback = _quiet
+        _ll.llama_log_set(_log_callback, ctypes.c_void_p(0))
+    _ll.llama_backend_init()
+    _backend_ready = True
+
+
+@dataclass(frozen=True)
+class LlamaOptions:
+    n_ctx: int = 4096
+    n_batch: int = 512
+    n_threads: int = 0  # 0: all cores
+    # exact: flash attention off and an F32 KV cache, so the logits match PyTorch to ~1e-6.
+    exact: bool = False
+    n_gpu_layers: int = 0
+
+
+class LlamaModel:
+    """One GGUF model with one context (one sequence)."""
+
+    def __init__(self, path: str | Path, options: LlamaOptions):
+        _init_backend()
+        self.options = options
+        mparams = _ll.llama_model_default_params()
+        mparams.n_gpu_layers = options.n_gpu_layers
+        self.model = _ll.llama_model_load_from_file(str(path).encode(), mparams)
+        if not self.model:
+            raise BackendError(f"{path}: llama.cpp could not load this GGUF file; it is damaged or of an unsupported architecture")
+        self.vocab = _ll.llama_model_get_vocab(self.model)
+        self.n_vocab = int(_ll.llama_vocab_n_tokens(self.vocab))
+        self.n_embd = int(_ll.llama_model_n_embd_inp(self.model))  # the input width, which embeddings must match
+        self.n_ctx_train = int(_ll.llama_model_n_ctx_train(self.model))
+
+        cparams = _ll.llama_context_default_params()
+        n_ctx = min(options.n_ctx, self.n_ctx_train) if options.n_ctx else self.n_ctx_train
+        cparams.n_ctx = n_ctx
+        cparams.n_batch = options.n_batch
+        cparams.n_ubatch = options.n_batch
+        cparams.n_seq_max = 1
+        threads = options.n_threads or (os.cpu_count() or 1)
+        cparams.n_threads = threads
+        cparams.n_threads_batch = threads
+        if options.exact:
+            cparams.flash_attn_type = FLASH_ATTN_DISABLED
+            cparams.type_k = GGML_TYPE_F32
+            cparams.type_v = GGML_TYPE_F32
+        else:
+            # Measured on CPU: flash attention is slower to decode there, so off by default too.
+            cparams.flash_attn_type = FLASH_ATTN_DISABLED
+        self.ctx = _ll.llama_init_from_model(self.model, cparams)
+        if not self.ctx:
+            _ll.llama_model_free(self.model)
+            self.model = None
+            raise BackendError(f"{path}: llama.cpp could not create a context (n_ctx={n_ctx}); lower --ctx")
+        self.n_ctx = int(_ll.llama_n_ctx(self.ctx))
+        self.n_batch = int(_ll.llama_n_batch(self.ctx))
+        self._token_batch = _ll.llama_batch_init(self.n_batch, 0, 1)
+        self._embd_batch = _ll.llama_batch_init(self.n_batch, self.n_embd, 1)
+        self.n_past = 0
+        self._eog = np.array([t for t in range(self.n_vocab) if _ll.llama_vocab_is_eog(self.vocab, t)], dtype=np.int64)
+
+    # -- tokens ------------------------------------------------------------------------------
+    def tokenize(self, text: str, add_special: bool, parse_special: bool = True) -> list[int]:
+        data = text.encode("utf-8")
+        capacity = len(data) + 8
+        buf = (_ll.llama_token * capacity)()
+        n = _ll.llama_tokenize(self.vocab, data, len(data), buf, capacity, add_special, parse_special)
+        if n < 0:
+            capacity = -n
+            buf = (_ll.llama_token * capacity)()
+            n = _ll.llama_tokenize(self.vocab, data, len(data), buf, capacity, add_special, parse_special)
+        if n < 0:
+            raise BackendError(f"llama.cpp failed to tokenize the prompt (code {n})")
+        return list(buf[:n])
+
+    def token_bytes(self, token: int, special: bool = False) -> bytes:
+        buf = ctypes.create_string_buffer(64)
+        n = _ll.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, special)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = _ll.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, special)
+        return buf.raw[: max(n, 0)]
+
+    @property
+    def eog_tokens(self) -> np.ndarray:
+        return self._eog
+
+    def is_eog(self, token: int) -> bool:
+        return bool(_ll.llama_vocab_is_eog(self.vocab, token))
+
+    # -- the KV cache --------------------------------------------------------------------------
+    def reset(self) -> None:
+        _ll.llama_memory_clear(_ll.llama_get_memory(self.ctx), True)
+        self.n_past = 0
+
+    def _check_room(self, n: int) -> None:
+        if self.n_past + n > self.n_ctx:
+            raise PromptError(
+                f"the sequence needs {self.n_past + n} positions but the context holds {self.n_ctx}; "
+                "shorten the prompt, use fewer images, lower --max-tokens or raise --ctx"
+            )
+
+    def decode_tokens(self, tokens: list[int], logits_for: str = "last") -> np.ndarray | None:
+        """Append tokens to the sequence. Returns logits [n, vocab] ('all'), [vocab] ('last') or None."""
+        self._check_room(len(tokens))
+        rows = []
+        for start in range(0, len(tokens), self.n_batch):
+            chunk = tokens[start : start + self.n_batch]
+            is_last_chunk = start + self.n_batch >= len(tokens)
+            b = self._token_batch
+            for i, tok in enumerate(chunk):
+                if not 0 <= tok < self.n_vocab:
+                    raise PromptError(f"token id {tok} is outside the vocabulary (0..{self.n_vocab - 1})")
+                b.token[i] = tok
+                b.pos[i] = self.n_past + i
+                b.n_seq_id[i] = 1
+                b.seq_id[i][0] = 0
+                b.logits[i] = logits_for == "all" or (logits_for == "last" and is_last_chunk and i == len(chunk) - 1)
+            b.n_tokens = len(chunk)
+            self._decode(b)
+            if logits_for == "all":
+                rows.extend(self._logits(i) for i in range(len(chunk)))
+            self.n_past += len(chunk)
+        if logits_for == "all":
+            return np.stack(rows)
+        if logits_for == "last" and tokens:
+            return self._logits(len(chunk) - 1)  # index within the last batch decoded
+        return None
+
+    def decode_embeddings(self, embeddings: np.ndarray, want_last_logits: bool = False) -> np.ndarray | None:
+        """Append rows of input embeddings [n, n_embd] (image tokens) to the sequence."""
+        embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+        if embeddings.ndim != 2 or embeddings.shape[1] != self.n_embd:
+            raise BackendError(
+                f"image embeddings have shape {embeddings.shape}, the LLM takes rows of width {self.n_embd}; "
+                "the projector and the GGUF do not belong together"
+            )
+        n = embeddings.shape[0]
+        self._check_room(n)
+        last = None
+        for start in range(0, n, self.n_batch):
+            chunk = embeddings[start : start + self.n_batch]
+            b = self._embd_batch
+            ctypes.memmove(b.embd, chunk.ctypes.data, chunk.nbytes)
+            for i in range(len(chunk)):
+                b.pos[i] = self.n_past + i
+                b.n_seq_id[i] = 1
+                b.seq_id[i][0] = 0
+                b.logits[i] = want_last_logits and start + i == n - 1
+            b.n_tokens = len(chunk)
+            self._decode(b)
+            if want_last_logits and start + len(chunk) == n:
+                last = self._logits(len(chunk) - 1)
+            self.n_past += len(chunk)
+        return last
+
+    def _decode(self, batch) -> None:
+        rc = _ll.llama_decode(self.ctx, batch)
+        if rc != 0:
+            raise BackendError(f"llama_decode failed with code {rc} at position {self.n_past}")
+
+    def _logits(self, i: int) -> np.ndarray:
+        ptr = _ll.llama_get_logits_ith(self.ctx, i)
+        if not ptr:
+            raise BackendError(f"llama.cpp returned no logits for batch row {i}")
+        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).copy()
+
+    # -- lifetime ------------------------------------------------------------------------------
+    def close(self) -> None:
+        if getattr(self, "ctx", None):
+            _ll.llama_batch_free(self._token_batch)
+            _ll.llama_batch_free(self._embd_batch)
+            _ll.llama_free(self.ctx)
+            self.ctx = None
+        if getattr(self, "model", None):
+            _ll.llama_model_free(self.model)
+            self.model = None
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass

@@ -1,0 +1,229 @@
+"""The torch-free pipeline: images -> pixel values -> encoder -> projector -> llama.cpp.
+
+`Pipeline.generate` yields `TokenEvent`s as tokens are produced (streaming) and fills a
+`GenerationStats` with the time of every stage.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from mmedge.bundle import Bundle, open_bundle
+from mmedge.errors import BackendError, PromptError, SamplingError
+
+from .backends import open_tensor_part
+from .images import load_image
+from .llamacpp import LlamaModel, LlamaOptions
+from .preprocess import preprocess_images
+from .prompt import ImageSlot, TokenPlan, format_prompt, plan_tokens
+from .sampling import Sampler, SamplingParams
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    n_ctx: int = 4096
+    n_batch: int = 512
+    threads: int = 0
+    exact: bool = False  # flash attention off + F32 KV cache: for verification
+    check_hashes: bool = True
+
+    def __post_init__(self) -> None:
+        if self.n_ctx < 16 or self.n_ctx > 1 << 20:
+            raise SamplingError(f"n_ctx must be in 16 .. 2^20, got {self.n_ctx}")
+        if self.n_batch < 1 or self.n_batch > 1 << 16:
+            raise SamplingError(f"n_batch must be in 1 .. 65536, got {self.n_batch}")
+        if self.threads < 0 or self.threads > 1024:
+            raise SamplingError(f"threads must be in 0 .. 1024 (0 = all cores), got {self.threads}")
+
+
+@dataclass
+class GenerationParams:
+    max_new_tokens: int = 128
+    # EOS and other end-of-generation tokens are banned before this many tokens (as HF's min_new_tokens).
+    min_new_tokens: int = 0
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_new_tokens <= 1 << 20:
+            raise SamplingError(f"max_new_tokens must be in 1 .. 2^20, got {self.max_new_tokens}")
+        if not 0 <= self.min_new_tokens <= self.max_new_tokens:
+            raise SamplingError(f"min_new_tokens must be in 0 .. max_new_tokens, got {self.min_new_tokens}")
+
+
+@dataclass
+class GenerationStats:
+    load_s: float = 0.0
+    preprocess_s: float = 0.0
+    encode_s: float = 0.0
+    project_s: float = 0.0
+    prefill_s: float = 0.0
+    first_token_s: float = 0.0  # time to first token: preprocess + encode + project + prefill + sample
+    decode_s: float = 0.0
+    prompt_positions: int = 0
+    new_tokens: int = 0
+    providers: dict = field(default_factory=dict)
+
+    @property
+    def decode_tokens_per_s(self) -> float:
+        return (self.new_tokens - 1) / self.decode_s if self.decode_s > 0 and self.new_tokens > 1 else 0.0
+
+    @property
+    def prefill_tokens_per_s(self) -> float:
+        return self.prompt_positions / self.prefill_s if self.prefill_s > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class TokenEvent:
+    token: int
+    text: str  # the decoded text this token completes (may be "" mid UTF-8 sequence)
+
+
+@dataclass
+class GenerationResult:
+    tokens: list[int]
+    text: str
+    stats: GenerationStats
+    prompt_tokens: list[int]
+
+
+class Pipeline:
+    """A loaded bundle, ready to answer prompts about images."""
+
+    def __init__(self, bundle_dir: str | Path, options: RuntimeOptions | None = None):
+        self.options = options or RuntimeOptions()
+        t0 = time.perf_counter()
+        self.bundle: Bundle = open_bundle(bundle_dir, check_hashes=self.options.check_hashes)
+        m = self.bundle.manifest
+        self.encoder = open_tensor_part(self.bundle.path_of("vision_encoder"), m.parts["vision_encoder"], self.options.threads)
+        self.projector = open_tensor_part(self.bundle.path_of("projector"), m.parts["projector"], self.options.threads)
+        self.llm = LlamaModel(
+            self.bundle.path_of("llm"),
+            LlamaOptions(n_ctx=self.options.n_ctx, n_batch=self.options.n_batch, n_threads=self.options.threads, exact=self.options.exact),
+        )
+        if self.llm.n_embd != m.image.embedding_dim:
+            raise BackendError(
+                f"the GGUF takes embeddings of width {self.llm.n_embd}, the manifest says {m.image.embedding_dim}; "
+                "the bundle's parts do not belong together, re-export it"
+            )
+        self.load_s = time.perf_counter() - t0
+
+    @property
+    def manifest(self):
+        return self.bundle.manifest
+
+    # -- stages ------------------------------------------------------------------------------
+    def pixel_values(self, images: list[Image.Image]) -> np.ndarray:
+        return preprocess_images(images, self.manifest.image_preprocess)
+
+    def image_embeddings(self, pixel_values: np.ndarray, stats: GenerationStats | None = None) -> np.ndarray:
+        """[N,3,H,W] -> [N, tokens_per_image, n_embd]."""
+        t0 = time.perf_counter()
+        features = self.encoder.run(pixel_values)
+        t1 = time.perf_counter()
+        embeddings = self.projector.run(features)
+        t2 = time.perf_counter()
+        if stats is not None:
+            stats.encode_s += t1 - t0
+            stats.project_s += t2 - t1
+        expected = (pixel_values.shape[0], self.manifest.image.tokens_per_image, self.manifest.image.embedding_dim)
+        if embeddings.shape != expected:
+            raise BackendError(f"the projector returned shape {embeddings.shape}, the manifest promises {expected}")
+        return embeddings
+
+    def format(self, prompt: str, n_images: int, raw: bool = False) -> str:
+        return format_prompt(prompt, n_images, self.manifest.prompt, self.manifest.image, raw=raw)
+
+    def plan(self, prompt_text: str, n_images: int) -> TokenPlan:
+        tokens = self.llm.tokenize(prompt_text, add_special=self.manifest.prompt.add_bos, parse_special=True)
+        return plan_tokens(tokens, n_images, self.manifest.image)
+
+    # -- generation ------------------------------------------------------------------------------
+    def generate(
+        self,
+        images: list[Image.Image | str | Path],
+        prompt: str,
+        params: GenerationParams | None = None,
+        raw_prompt: bool = False,
+        on_token: Callable[[TokenEvent], bool | None] | None = None,
+    ) -> GenerationResult:
+        """Run the whole pipeline. `on_token` gets each token as it comes; returning False stops."""
+        params = params or GenerationParams()
+        stats = GenerationStats(load_s=self.load_s)
+        stats.providers = {"vision_encoder": self.encoder.provider, "projector": self.projector.provider, "llm": "llama.cpp CPU"}
+        t_start = time.perf_counter()
+        pil_images = [img if isinstance(img, Image.Image) else load_image(img) for img in images]
+        text = self.format(prompt, len(pil_images), raw=raw_prompt)
+        plan = self.plan(text, len(pil_images))
+        stats.prompt_positions = plan.n_positions
+        if plan.n_positions + params.max_new_tokens > self.llm.n_ctx:
+            raise PromptError(
+                f"the prompt takes {plan.n_positions} positions and up to {params.max_new_tokens} new tokens are asked, "
+                f"but the context holds {self.llm.n_ctx}; shorten the prompt, lower --max-tokens or raise --ctx"
+            )
+        t0 = time.perf_counter()
+        pixels = self.pixel_values(pil_images) if pil_images else None
+        stats.preprocess_s = time.perf_counter() - t0
+        embeddings = self.image_embeddings(pixels, stats) if pixels is not None else None
+
+        t0 = time.perf_counter()
+        self.llm.reset()
+        logits = self._prefill(plan, embeddings)
+        stats.prefill_s = time.perf_counter() - t0
+
+        sampler = Sampler(params.sampling)
+        out_tokens: list[int] = []
+        pending = b""
+        text_parts: list[str] = []
+        t_decode = None
+        for step in range(params.max_new_tokens):
+            banned = self.llm.eog_tokens if step < params.min_new_tokens else None
+            token = sampler(logits, banned)
+            if step == 0:
+                stats.first_token_s = time.perf_counter() - t_start
+                t_decode = time.perf_counter()
+            if self.llm.is_eog(token):
+                break
+            out_tokens.append(token)
+            pending += self.llm.token_bytes(token)
+            piece, pending = _split_utf8(pending)
+            text_parts.append(piece)
+            if on_token is not None and on_token(TokenEvent(token, piece)) is False:
+                break
+            if step + 1 < params.max_new_tokens:
+                logits = self.llm.decode_tokens([token], logits_for="last")
+        if t_decode is not None:
+            stats.decode_s = time.perf_counter() - t_decode
+        stats.new_tokens = len(out_tokens)
+        if pending:
+            text_parts.append(pending.decode("utf-8", errors="replace"))
+        return GenerationResult(tokens=out_tokens, text="".join(text_parts), stats=stats, prompt_tokens=plan.text_tokens)
+
+    def _prefill(self, plan: TokenPlan, embeddings: np.ndarray | None) -> np.ndarray:
+        logits = None
+        for k, item in enumerate(plan.items):
+            last = k == len(plan.items) - 1
+            if isinstance(item, ImageSlot):
+                logits = self.llm.decode_embeddings(embeddings[item.index], want_last_logits=last)
+            else:
+                logits = self.llm.decode_tokens(item, logits_for="last" if last else "none")
+        if logits is None:
+            raise PromptError("the prompt is empty after formatting; give some text or an image")
+        return logits
+
+    def close(self) -> None:
+        self.llm.close()
+
+
+def _split_utf8(data: bytes) -> tuple[str, bytes]:
+    """Decode the complete UTF-8 prefix of `data`; keep an incomplete tail for the next token."""
+    for cut in range(len(data), max(len(data) - 4, -1), -1):
+        try:
+            return data[:cut].decode("utf-8"), data[cut:]
+        except UnicodeDecodeError:
+            continue
+    return data.decode("utf-8", errors="replace"), b""

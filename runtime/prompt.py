@@ -1,0 +1,112 @@
+"""From the user's prompt and images to a token plan: text token runs and image slots.
+
+The user's prompt is one user message. With no image marker in it, the images go where the
+family's chat template puts them (the HF processor's template, rendered with Jinja as
+transformers does). With markers, their count must equal the number of images and each
+image goes where its marker is. `raw=True` skips the template: the prompt is used as is.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mmedge.errors import PromptError
+from mmedge.manifest import ImageSlotSpec, PromptSpec
+
+
+@dataclass(frozen=True)
+class ImageSlot:
+    index: int  # which image
+
+
+@dataclass(frozen=True)
+class TokenPlan:
+    """Alternating runs: lists of token ids and image slots, in sequence order."""
+
+    items: tuple
+    n_positions: int
+
+    @property
+    def text_tokens(self) -> list[int]:
+        return [t for item in self.items if isinstance(item, list) for t in item]
+
+
+def _generation_tag_extension():
+    """transformers' templates may mark assistant text with {% generation %}; it renders its body."""
+    from jinja2 import nodes
+    from jinja2.ext import Extension
+
+    class GenerationTag(Extension):
+        tags = {"generation"}
+
+        def parse(self, parser):
+            lineno = next(parser.stream).lineno
+            body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+            return nodes.Scope(body, lineno=lineno)
+
+    return GenerationTag
+
+
+def _render_template(template: str, messages: list[dict], extra: dict) -> str:
+    from jinja2.exceptions import TemplateError
+    from jinja2.ext import loopcontrols
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message):
+        raise TemplateError(message)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols, _generation_tag_extension()])
+    env.globals["raise_exception"] = raise_exception
+    try:
+        return env.from_string(template).render(messages=messages, add_generation_prompt=True, **extra)
+    except TemplateError as e:
+        raise PromptError(f"the bundle's chat template failed to render: {e}") from None
+
+
+def format_prompt(prompt: str, n_images: int, spec: PromptSpec, slot: ImageSlotSpec, raw: bool = False) -> str:
+    """The full prompt text, image markers included, ready for tokenization."""
+    if not isinstance(prompt, str):
+        raise PromptError(f"the prompt must be text, got {type(prompt).__name__}")
+    n_markers = prompt.count(slot.marker)
+    if n_markers and n_markers != n_images:
+        raise PromptError(
+            f"the prompt has {n_markers} image marker(s) {slot.marker!r} but {n_images} image(s) were given; "
+            f"use one marker per image, or none to let the chat template place the images"
+        )
+    if raw:
+        if n_markers != n_images:
+            raise PromptError(f"a raw prompt needs one {slot.marker!r} per image: found {n_markers}, images {n_images}")
+        return prompt
+    if n_markers:
+        content = [{"type": "text", "text": prompt}]
+    else:
+        content = [{"type": "image"} for _ in range(n_images)] + [{"type": "text", "text": prompt}]
+    if spec.chat_template:
+        return _render_template(spec.chat_template, [{"role": "user", "content": content}], {})
+    if n_markers:
+        return prompt
+    return spec.fallback_format.format(images=slot.marker * n_images, text=prompt)
+
+
+def plan_tokens(token_ids: list[int], n_images: int, slot: ImageSlotSpec) -> TokenPlan:
+    """Split tokenized text at the marker token; each marker becomes one image slot."""
+    items: list = []
+    run: list[int] = []
+    image_index = 0
+    for tok in token_ids:
+        if tok == slot.marker_token_id:
+            if run:
+                items.append(run)
+                run = []
+            items.append(ImageSlot(image_index))
+            image_index += 1
+        else:
+            run.append(tok)
+    if run:
+        items.append(run)
+    if image_index != n_images:
+        raise PromptError(
+            f"the formatted prompt holds {image_index} image marker(s) but {n_images} image(s) were given; "
+            f"the chat template or the prompt placed markers differently from the images"
+        )
+    n_text = sum(len(i) for i in items if isinstance(i, list))
+    return TokenPlan(items=tuple(items), n_positions=n_text + n_images * slot.tokens_per_image)

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# One command sets up everything: a venv in .venv with the pinned dependencies and mmedge itself.
+# llama-cpp-python compiles llama.cpp from source (about 13 CPU-minutes on 2 cores; pip caches the wheel).
+set -euo pipefail
+cd "$(dirname "$0")"
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
+.venv/bin/python -m pip install --quiet --upgrade pip
+# torch alone and pinned first, so nothing later can pull a different (CUDA) build.
+.venv/bin/python -m pip install --quiet "torch==2.13.0"
+.venv/bin/python -m pip install --quiet -r requirements.lock
+.venv/bin/python -m pip install --quiet --no-deps -e .
+echo "setup complete: activate with 'source .venv/bin/activate'"
