@@ -109,7 +109,11 @@ def build_llama_spm(vocab_size: int = 400):
             split_digits=True, allow_whitespace_only_pieces=True, remove_extra_whitespaces=False,
             normalization_rule_name="identity", minloglevel=2,
         )
-        tok = LlamaTokenizer(vocab_file=prefix + ".model", legacy=False, add_bos_token=True, add_eos_token=False)
+        folder = Path(tmp) / "tok"
+        folder.mkdir()
+        (folder / "tokenizer.model").write_bytes(Path(prefix + ".model").read_bytes())
+        # transformers 5 converts a SentencePiece model when loading a folder that holds one.
+        tok = LlamaTokenizer.from_pretrained(str(folder), legacy=False, add_bos_token=True, add_eos_token=False)
         tok.add_special_tokens({"pad_token": "<pad>"})
         tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
         # transformers 5 saves only tokenizer.json; real Llama checkpoints also ship the

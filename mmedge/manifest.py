@@ -202,6 +202,9 @@ class PromptSpec:
     # Rendered when the template is absent: images first, then the text (LLaVA's own order).
     fallback_format: str = "{images}{text}"
     add_bos: bool = True
+    # SentencePiece tokenizers with HF's Metaspace prepend_scheme 'first': one space goes before
+    # the prompt when it starts with plain text (the GGUF itself adds none).
+    prepend_space: bool = False
 
     @classmethod
     def from_dict(cls, d: dict) -> "PromptSpec":
@@ -210,6 +213,7 @@ class PromptSpec:
             chat_template=_get(d, "chat_template", (str, type(None)), where, True, None),
             fallback_format=_get(d, "fallback_format", str, where, True, "{images}{text}"),
             add_bos=_get(d, "add_bos", bool, where, True, True),
+            prepend_space=_get(d, "prepend_space", bool, where, True, False),
         )
 
 

@@ -28,6 +28,9 @@ GGML_TYPE_F16 = 1
 # llama_flash_attn_type (llama.h)
 FLASH_ATTN_DISABLED = 0
 FLASH_ATTN_AUTO = -1
+# llama_token_attr bits (llama.h)
+_ATTR_CONTROL = 1 << 3
+_ATTR_USER_DEFINED = 1 << 4
 
 _backend_ready = False
 _log_callback = None  # kept alive for as long as llama.cpp may call it
@@ -125,6 +128,11 @@ class LlamaModel:
         if n < 0:
             raise BackendError(f"llama.cpp failed to tokenize the prompt (code {n})")
         return list(buf[:n])
+
+    def is_special(self, token: int) -> bool:
+        """Control or user-defined (added) tokens: the ones prompt parsing splits text at."""
+        attr = int(_ll.llama_vocab_get_attr(self.vocab, token))
+        return bool(attr & (_ATTR_CONTROL | _ATTR_USER_DEFINED))
 
     def token_bytes(self, token: int, special: bool = False) -> bytes:
         buf = ctypes.create_string_buffer(64)

@@ -138,9 +138,16 @@ class Pipeline:
     def format(self, prompt: str, n_images: int, raw: bool = False) -> str:
         return format_prompt(prompt, n_images, self.manifest.prompt, self.manifest.image, raw=raw)
 
+    def tokenize(self, prompt_text: str) -> list[int]:
+        spec = self.manifest.prompt
+        if spec.prepend_space and prompt_text and not prompt_text.startswith(" "):
+            first = self.llm.tokenize(prompt_text, add_special=False, parse_special=True)[:1]
+            if first and not self.llm.is_special(first[0]):
+                prompt_text = " " + prompt_text
+        return self.llm.tokenize(prompt_text, add_special=spec.add_bos, parse_special=True)
+
     def plan(self, prompt_text: str, n_images: int) -> TokenPlan:
-        tokens = self.llm.tokenize(prompt_text, add_special=self.manifest.prompt.add_bos, parse_special=True)
-        return plan_tokens(tokens, n_images, self.manifest.image)
+        return plan_tokens(self.tokenize(prompt_text), n_images, self.manifest.image)
 
     # -- generation ------------------------------------------------------------------------------
     def generate(

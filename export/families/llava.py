@@ -167,7 +167,11 @@ class LlavaFamily(Family):
         tok = ckpt.processor.tokenizer
         probe = tok("a").input_ids
         add_bos = tok.bos_token_id is not None and len(probe) > 0 and probe[0] == tok.bos_token_id
-        return PromptSpec(chat_template=getattr(ckpt.processor, "chat_template", None), add_bos=add_bos)
+        from ..gguf.vocab import metaspace_prepend_scheme
+
+        spm = (Path(ckpt.path) / "tokenizer.model").is_file()
+        return PromptSpec(chat_template=getattr(ckpt.processor, "chat_template", None), add_bos=add_bos,
+                          prepend_space=spm and metaspace_prepend_scheme(tok) == "first")
 
     def reference_inputs(self, ckpt: LoadedCheckpoint, images: list, text: str) -> dict:
         return ckpt.processor(images=images or None, text=text, return_tensors="pt")

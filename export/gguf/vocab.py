@@ -113,6 +113,22 @@ def bpe_vocab(tokenizer, n_vocab: int) -> GgufVocab:
     return out
 
 
+def metaspace_prepend_scheme(tokenizer) -> str | None:
+    """HF's Metaspace prepend scheme: 'first' (transformers' default, legacy=False), 'always', 'never', or None."""
+    try:
+        tj = _tokenizer_json(tokenizer)
+    except UnsupportedConfigError:
+        return None
+    pres = [tj.get("pre_tokenizer") or {}]
+    while pres:
+        pre = pres.pop()
+        if pre.get("type") == "Sequence":
+            pres.extend(pre.get("pretokenizers", []))
+        elif pre.get("type") == "Metaspace":
+            return pre.get("prepend_scheme", "always")
+    return None
+
+
 def spm_vocab(tokenizer, model_file: Path, n_vocab: int) -> GgufVocab:
     import sentencepiece as spm
     from sentencepiece import sentencepiece_model_pb2 as pb
@@ -144,8 +160,12 @@ def spm_vocab(tokenizer, model_file: Path, n_vocab: int) -> GgufVocab:
         tokens.append(added.content)
         scores.append(-1000.0)
         types.append(added_types[tid])
-    out = GgufVocab(model="llama", pre="default", tokens=tokens, types=types, scores=scores,
-                    add_space_prefix=bool(proto.normalizer_spec.add_dummy_prefix))
+    # llama.cpp prefixes a space to every text fragment, also after special tokens; HF's
+    # 'first' scheme only to the start of the text. For 'first' the GGUF says no prefix and
+    # the runtime adds the one space HF adds (manifest prompt.prepend_space).
+    scheme = metaspace_prepend_scheme(tokenizer)
+    add_prefix = bool(proto.normalizer_spec.add_dummy_prefix) and scheme not in ("first", "never")
+    out = GgufVocab(model="llama", pre="default", tokens=tokens, types=types, scores=scores, add_space_prefix=add_prefix)
     if len(out.tokens) > n_vocab:
         raise UnsupportedConfigError(f"the tokenizer has {len(out.tokens)} tokens but the embedding matrix only {n_vocab} rows")
     _pad_to(out, n_vocab)
