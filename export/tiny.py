@@ -147,12 +147,20 @@ def build_tiny_llava(out_dir: str | Path, preset: str = DEFAULT_PRESET, seed: in
     )
     torch.manual_seed(seed)
     model = LlavaForConditionalGeneration(config).eval()
-    # Random init leaves some weights at exactly zero/one (norms, biases); perturb every
-    # parameter so that no part of the model is trivially the identity.
+    # transformers' init (std 0.02) makes a tiny random model repeat one token forever, which
+    # would make token-for-token parity a weak test. Matrices of variance 4/fan_in (embeddings
+    # N(0,1)) give varied, image-dependent greedy text; 1-D weights get a small perturbation
+    # so that no norm or bias is trivially identity.
     with torch.no_grad():
         gen = torch.Generator().manual_seed(seed + 1)
-        for _, param in sorted(model.named_parameters()):
-            param.add_(torch.randn(param.shape, generator=gen) * 0.02)
+        for name, param in sorted(model.named_parameters()):
+            noise = torch.randn(param.shape, generator=gen)
+            if param.ndim == 2 and "embed" in name:
+                param.copy_(noise)
+            elif param.ndim == 2:
+                param.copy_(noise * 2.0 / param.shape[1] ** 0.5)
+            else:
+                param.add_(noise * 0.05)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(out)
     num_additional = 1 if p.vision == "clip" else 0
