@@ -53,6 +53,10 @@ class TinyLlavaPreset:
     vision_feature_layer: int | list = -2
     strategy: str = "default"
     tie_word_embeddings: bool = False
+    # Matrices get variance (weight_scale^2 / fan_in). 2.0 makes greedy text varied and very
+    # sensitive to any numeric error (good for exactness tests); 1.0 is closer to a trained
+    # model's conditioning (for measuring quantization).
+    weight_scale: float = 2.0
 
 
 PRESETS: dict[str, TinyLlavaPreset] = {
@@ -83,7 +87,7 @@ PRESETS: dict[str, TinyLlavaPreset] = {
             vision_dims=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2),
             text_dims=dict(hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
                            num_key_value_heads=4),
-            vision_feature_layer=-1, strategy="default",
+            vision_feature_layer=-1, strategy="default", weight_scale=1.0,
         ),
     )
 }
@@ -148,7 +152,7 @@ def build_tiny_llava(out_dir: str | Path, preset: str = DEFAULT_PRESET, seed: in
     torch.manual_seed(seed)
     model = LlavaForConditionalGeneration(config).eval()
     # transformers' init (std 0.02) makes a tiny random model repeat one token forever, which
-    # would make token-for-token parity a weak test. Matrices of variance 4/fan_in (embeddings
+    # would make token-for-token parity a weak test. Matrices of variance scale^2/fan_in (embeddings
     # N(0,1)) give varied, image-dependent greedy text; 1-D weights get a small perturbation
     # so that no norm or bias is trivially identity.
     with torch.no_grad():
@@ -158,7 +162,7 @@ def build_tiny_llava(out_dir: str | Path, preset: str = DEFAULT_PRESET, seed: in
             if param.ndim == 2 and "embed" in name:
                 param.copy_(noise)
             elif param.ndim == 2:
-                param.copy_(noise * 2.0 / param.shape[1] ** 0.5)
+                param.copy_(noise * p.weight_scale / param.shape[1] ** 0.5)
             else:
                 param.add_(noise * 0.05)
     model.generation_config.pad_token_id = tokenizer.pad_token_id

@@ -36,7 +36,7 @@ TENSOR_RECIPES: dict[str, TensorRecipe] = {
     for r in (
         TensorRecipe("fp32", "float32 weights and activations", min_cosine=0.99999),
         TensorRecipe("int8", "int8 per-channel weights, dynamic int8 activations (onnxruntime quantize_dynamic)", min_cosine=0.99),
-        TensorRecipe("int4", "int4 weights in blocks of 32 (MatMulNBits), float activations", min_cosine=0.95),
+        TensorRecipe("int4", "int4 weights in blocks of 32 (MatMulNBits), float activations", min_cosine=0.98),
     )
 }
 
@@ -46,8 +46,8 @@ LLM_RECIPES: dict[str, LlmRecipe] = {
         LlmRecipe("F32", "float32, bit-faithful to the checkpoint", min_top1=0.99, written_by="writer"),
         LlmRecipe("F16", "float16 weights (norms stay F32)", min_top1=0.95, written_by="writer"),
         LlmRecipe("Q8_0", "8-bit blocks of 32", min_top1=0.90, written_by="llama_model_quantize"),
-        LlmRecipe("Q4_0", "4-bit blocks of 32", min_top1=0.50, written_by="llama_model_quantize"),
-        LlmRecipe("Q4_K_M", "4-bit k-quants, mixed (needs rows that are multiples of 256)", min_top1=0.50, written_by="llama_model_quantize"),
+        LlmRecipe("Q4_0", "4-bit blocks of 32", min_top1=0.60, written_by="llama_model_quantize"),
+        LlmRecipe("Q4_K_M", "4-bit k-quants, mixed (needs rows that are multiples of 256)", min_top1=0.60, written_by="llama_model_quantize"),
     )
 }
 

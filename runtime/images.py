@@ -25,7 +25,12 @@ def load_image(path: str | os.PathLike) -> Image.Image:
             fmt = probe.format
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image file PIL can read; give a PNG, JPEG, WebP, BMP or GIF image") from None
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError as e:
+        # PIL refuses such headers itself (above twice its own limit), before our size check can run.
+        raise ImageError(
+            f"{path}: the image header claims too many pixels ({e}); the limit is {MAX_IMAGE_PIXELS} pixels, downscale it first"
+        ) from None
+    except (OSError, ValueError) as e:
         raise ImageError(f"{path}: unreadable image header ({e}); the file is damaged or not an image") from None
     check_image_size(width, height, str(path))
     try:

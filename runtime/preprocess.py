@@ -2,7 +2,8 @@
 
 It reproduces transformers' PIL/numpy image processors step by step (the reference): resize
 with PIL on uint8 pixels, center crop with floor offsets (zero padding when the image is
-smaller), rescale in float64 then cast to float32, normalize in float32, channels first.
+smaller, the odd pixel of padding going before the image, as transformers' numpy `center_crop`
+does), rescale in float64 then cast to float32, normalize in float32, channels first.
 """
 from __future__ import annotations
 
@@ -35,12 +36,16 @@ def resize_shape(width: int, height: int, spec: ImagePreprocessSpec) -> tuple[in
 
 
 def center_crop(pixels: np.ndarray, crop_h: int, crop_w: int) -> np.ndarray:
-    """HWC center crop; pads with zeros around the image when it is smaller than the crop."""
+    """HWC center crop; pads with zeros around the image when it is smaller than the crop.
+
+    An odd amount of padding puts the extra row/column before the image (top/left): transformers'
+    numpy `center_crop` offsets the image by ceil(padding / 2).
+    """
     h, w = pixels.shape[:2]
     if h < crop_h or w < crop_w:
         padded = np.zeros((max(h, crop_h), max(w, crop_w), pixels.shape[2]), dtype=pixels.dtype)
-        top_pad = (max(h, crop_h) - h) // 2
-        left_pad = (max(w, crop_w) - w) // 2
+        top_pad = (max(h, crop_h) - h + 1) // 2
+        left_pad = (max(w, crop_w) - w + 1) // 2
         padded[top_pad : top_pad + h, left_pad : left_pad + w] = pixels
         pixels, h, w = padded, padded.shape[0], padded.shape[1]
     top = (h - crop_h) // 2

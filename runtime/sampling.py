@@ -22,6 +22,14 @@ class SamplingParams:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        for name in ("temperature", "top_p"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise SamplingError(f"{name} must be a number, got {value!r}")
+        for name in ("top_k", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise SamplingError(f"{name} must be an integer, got {value!r}")
         if not (0.0 <= self.temperature <= 100.0) or self.temperature != self.temperature:
             raise SamplingError(f"temperature must be in [0, 100] (0 = greedy), got {self.temperature}")
         if self.top_k < 0:
@@ -43,6 +51,11 @@ class Sampler:
         if banned is not None and banned.size:
             logits = logits.copy()
             logits[banned] = -np.inf
+            if np.all(logits == -np.inf):
+                raise SamplingError(
+                    f"every one of the {logits.size} tokens is banned (or has logit -inf); nothing can be sampled, "
+                    "lower min_new_tokens or check the banned ids"
+                )
         p = self.params
         if p.temperature == 0.0:
             return int(np.argmax(logits))

@@ -1,0 +1,85 @@
+"""Session fixtures: each tiny checkpoint and each bundle is built once per test run."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Tests never reach a model hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+PARITY_PRESETS = ("clip-llama-bpe", "siglip-qwen2-tied")
+KQUANT_PRESET = "clip-llama-spm-256"
+
+
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory):
+    """preset name -> checkpoint folder, built lazily and once."""
+    from mmedge.export.tiny import build_tiny_llava
+
+    root = tmp_path_factory.mktemp("checkpoints")
+    cache: dict[str, Path] = {}
+
+    def get(preset: str) -> Path:
+        if preset not in cache:
+            cache[preset] = build_tiny_llava(root / preset, preset, seed=0)
+        return cache[preset]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def bundles(tmp_path_factory, checkpoints):
+    """(preset, encoder, projector, llm) -> (bundle folder, manifest), exported and verified once."""
+    from mmedge.export.exporter import ExportConfig, export_bundle
+
+    root = tmp_path_factory.mktemp("bundles")
+    cache: dict[tuple, tuple] = {}
+
+    def get(preset: str, encoder: str = "fp32", projector: str = "fp32", llm: str = "F32", allow_below_floor: bool = False):
+        key = (preset, encoder, projector, llm)
+        if key not in cache:
+            out = root / "-".join(key)
+            cfg = ExportConfig(checkpoint=checkpoints(preset), output=out, encoder=encoder, projector=projector, llm=llm,
+                               allow_below_floor=allow_below_floor)
+            cache[key] = (out, export_bundle(cfg))
+        return cache[key]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def fp32_bundle(bundles):
+    """The default tiny LLaVA (CLIP + Llama, BPE) at full precision."""
+    return bundles("clip-llama-bpe")[0]
+
+
+@pytest.fixture(scope="session")
+def pipeline(fp32_bundle):
+    from mmedge.runtime.pipeline import Pipeline, RuntimeOptions
+
+    pipe = Pipeline(fp32_bundle, RuntimeOptions(exact=True, n_ctx=1024))
+    yield pipe
+    pipe.close()
+
+
+@pytest.fixture
+def bundle_copy(fp32_bundle, tmp_path):
+    """A private copy of the fp32 bundle that a test may corrupt."""
+    import shutil
+
+    dst = tmp_path / "bundle"
+    shutil.copytree(fp32_bundle, dst)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def photos():
+    """Real photographs shipped with scikit-image, as PIL images."""
+    from PIL import Image
+    from skimage import data
+
+    names = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "camera")
+    return {n: Image.fromarray(getattr(data, n)()) for n in names}
