@@ -69,7 +69,7 @@ PRESETS: dict[str, TinyLlavaPreset] = {
             vision_dims=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2),
             text_dims=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                            num_key_value_heads=2),
-            vision_feature_layer=-2, strategy="default",
+            vision_feature_layer=-2, strategy="default", weight_scale=1.5,
         ),
         TinyLlavaPreset(
             name="siglip-qwen2-tied",

@@ -8,9 +8,11 @@ looks like a bundle.
 """
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,9 @@ from .manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, Manifest
 
 _CHUNK = 1 << 20
 STAGING_PREFIX = ".mmedge-staging-"
+# renameat2(2) (linux/fs.h): swap two existing paths in one step.
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
 
 
 def sha256_file(path: Path) -> str:
@@ -35,6 +40,8 @@ def contained_path(root: Path, relative: str, what: str) -> Path:
     if not relative or "\x00" in relative:
         raise UnsafePathError(f"{what}: empty or NUL-containing path {relative!r}")
     rel = Path(relative)
+    if not rel.parts:
+        raise UnsafePathError(f"{what}: path {relative!r} names no file; parts must be files inside the bundle")
     if rel.is_absolute() or relative.startswith(("/", "\\")) or ".." in rel.parts or ":" in rel.parts[0]:
         raise UnsafePathError(f"{what}: path {relative!r} must be relative and stay inside the bundle")
     root_real = root.resolve()
@@ -63,14 +70,19 @@ def read_manifest(root: Path) -> Manifest:
     if not root.is_dir():
         raise ManifestError(f"{root}: not a folder; expected a bundle folder written by `mmedge export`")
     path = root / MANIFEST_NAME
-    if not path.is_file():
-        raise ManifestError(f"{path}: missing; {root} is not an mmedge bundle (or its export was interrupted)")
+    # Before is_file(), which follows links: a dangling link is a symlink, not a missing file.
     if path.is_symlink():
         raise UnsafePathError(f"{path}: is a symlink; bundles hold regular files only")
+    if not path.is_file():
+        raise ManifestError(f"{path}: missing; {root} is not an mmedge bundle (or its export was interrupted)")
     size = path.stat().st_size
     if size > MAX_MANIFEST_BYTES:
         raise ManifestError(f"{path}: {size} bytes, larger than any manifest ({MAX_MANIFEST_BYTES}); not a bundle")
-    return Manifest.from_json(path.read_bytes())
+    try:
+        return Manifest.from_json(path.read_bytes())
+    except RecursionError:
+        # json.loads recurses per nesting level; a few kB of '[' would otherwise escape as a traceback.
+        raise ManifestError(f"{path}: JSON nested too deeply to be a manifest; the bundle is corrupted, re-export it") from None
 
 
 def open_bundle(root: str | Path, check_hashes: bool = True) -> Bundle:
@@ -144,8 +156,16 @@ class BundleWriter:
         (self.staging / MANIFEST_NAME).write_text(manifest.to_json())
         _fsync_tree(self.staging)
         dest = self.destination
+        if dest.exists() and _exchange(self.staging, dest):
+            # One atomic step: the destination now holds the new bundle and the staging path the
+            # old one. A crash at any point leaves a complete bundle, old or new, at the destination.
+            self.committed = True
+            shutil.rmtree(self.staging, ignore_errors=True)
+            return dest
         backup = None
         if dest.exists():
+            # No atomic exchange here (not Linux, or the file system lacks it): a crash between the
+            # two renames leaves no bundle at the destination and the previous one at `backup`.
             backup = dest.with_name(f"{STAGING_PREFIX}old-{dest.name}-{os.getpid()}")
             os.rename(dest, backup)
         os.rename(self.staging, dest)
@@ -163,6 +183,21 @@ class BundleWriter:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.abort()
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two existing paths (Linux renameat2 RENAME_EXCHANGE); False where unavailable."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # no libc symbol (old glibc, musl builds without it)
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    # On failure (old kernel, a file system without the flag) the caller falls back to two renames,
+    # which report any real error themselves.
+    return fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0
 
 
 def _fsync_tree(root: Path) -> None:

@@ -67,15 +67,19 @@ def format_prompt(prompt: str, n_images: int, spec: PromptSpec, slot: ImageSlotS
     if not isinstance(prompt, str):
         raise PromptError(f"the prompt must be text, got {type(prompt).__name__}")
     n_markers = prompt.count(slot.marker)
+    if raw:
+        # No template places images in a raw prompt, so "no markers" is not an option here.
+        if n_markers != n_images:
+            raise PromptError(
+                f"a raw prompt needs one {slot.marker!r} per image: found {n_markers}, images {n_images}; "
+                f"put one marker where each image goes, or drop the raw option to let the chat template place them"
+            )
+        return prompt
     if n_markers and n_markers != n_images:
         raise PromptError(
             f"the prompt has {n_markers} image marker(s) {slot.marker!r} but {n_images} image(s) were given; "
             f"use one marker per image, or none to let the chat template place the images"
         )
-    if raw:
-        if n_markers != n_images:
-            raise PromptError(f"a raw prompt needs one {slot.marker!r} per image: found {n_markers}, images {n_images}")
-        return prompt
     if n_markers:
         content = [{"type": "text", "text": prompt}]
     else:

@@ -1,0 +1,34 @@
+"""The runtime never imports torch: run a whole generation where importing torch raises."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+BLOCKER = r'''
+import sys, importlib.abc
+class NoTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch is forbidden in the runtime")
+sys.meta_path.insert(0, NoTorch())
+import json
+from mmedge.runtime.pipeline import Pipeline, GenerationParams, RuntimeOptions
+from mmedge.export.verify_inputs import synthetic_photo
+pipe = Pipeline(sys.argv[1], RuntimeOptions(exact=True, n_ctx=1024))
+r = pipe.generate([synthetic_photo(90, 70, seed=3)], "What is this?", GenerationParams(max_new_tokens=12, min_new_tokens=12))
+print(json.dumps({"tokens": r.tokens, "torch_loaded": "torch" in sys.modules}))
+'''
+
+
+def test_runtime_runs_without_torch(fp32_bundle, pipeline):
+    from mmedge.export.verify_inputs import synthetic_photo
+    from mmedge.runtime.pipeline import GenerationParams
+
+    proc = subprocess.run([sys.executable, "-c", BLOCKER, str(fp32_bundle)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["torch_loaded"] is False
+    expected = pipeline.generate([synthetic_photo(90, 70, seed=3)], "What is this?",
+                                 GenerationParams(max_new_tokens=12, min_new_tokens=12)).tokens
+    assert out["tokens"] == expected and len(expected) == 12
