@@ -155,6 +155,9 @@ class BundleWriter:
     def commit(self, manifest: Manifest) -> Path:
         (self.staging / MANIFEST_NAME).write_text(manifest.to_json())
         _fsync_tree(self.staging)
+        # mkdtemp made the staging folder private (0700) while it was partial; the published
+        # bundle gets the permissions any new folder of this user gets, as its files do.
+        os.chmod(self.staging, _new_folder_mode(self.staging))
         dest = self.destination
         if dest.exists() and _exchange(self.staging, dest):
             # One atomic step: the destination now holds the new bundle and the staging path the
@@ -183,6 +186,16 @@ class BundleWriter:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.abort()
+
+
+def _new_folder_mode(staging: Path) -> int:
+    """The mode a folder made now gets (0777 minus the umask), found without touching the umask."""
+    probe = staging / ".mode-probe"  # staging is ours alone: a fixed name cannot clash
+    probe.mkdir()
+    try:
+        return probe.stat().st_mode & 0o777
+    finally:
+        probe.rmdir()
 
 
 def _exchange(a: Path, b: Path) -> bool:

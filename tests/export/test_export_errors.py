@@ -342,10 +342,9 @@ def test_sigkill_during_export(ckpt, fp32_bundle, tmp_path, stage, previous):
         assert {r: p.sha256 for r, p in reopened.manifest.parts.items()} == {r: p.sha256 for r, p in old_manifest.parts.items()}
     else:
         assert not dest.exists(), f"an interrupted export left {sorted(os.listdir(dest))} at the destination"
-    # Leftovers (nothing can clean up after SIGKILL) are hidden staging folders only.
+    # Leftovers (nothing can clean up after SIGKILL) are hidden staging folders of this destination only.
     assert_only_staging_beside(dest, {dest.name} if previous else set())
-    leftovers = staging_leftovers(out)
-    assert leftovers and all(name.startswith(f"{STAGING_PREFIX}bundle-") for name in leftovers)
+    assert all(name.startswith(f"{STAGING_PREFIX}bundle-") for name in staging_leftovers(out))
 
 
 COMMIT_CHILD = textwrap.dedent(
@@ -431,3 +430,31 @@ def test_sigkill_at_every_line_of_commit(fp32_bundle, tmp_path):
     # Old, then new: once replaced, never back.
     assert outcomes[0] == "previous" and outcomes[-1] == "replacement"
     assert outcomes == sorted(outcomes)  # "previous" < "replacement"
+
+
+@pytest.mark.parametrize("atomic_exchange", [True, False], ids=["exchange", "two-renames-fallback"])
+def test_commit_publishes_a_readable_bundle_and_leaves_nothing_behind(fp32_bundle, tmp_path, monkeypatch, atomic_exchange):
+    import mmedge.bundle as bundle_mod
+    from mmedge.bundle import BundleWriter
+
+    if not atomic_exchange:
+        monkeypatch.setattr(bundle_mod, "_exchange", lambda a, b: False)
+    manifest = open_bundle(fp32_bundle).manifest
+    expected_files = sorted([p.file for p in manifest.parts.values()] + ["manifest.json"])
+    old_umask = os.umask(0o022)
+    try:
+        dest = tmp_path / "bundle"
+        for round_ in ("new", "replace"):
+            manifest.created_by = round_
+            writer = BundleWriter(dest, overwrite=True)
+            assert writer.staging.stat().st_mode & 0o777 == 0o700  # private while partial
+            for part in manifest.parts.values():
+                shutil.copyfile(fp32_bundle / part.file, writer.path(part.file))
+            writer.commit(manifest)
+            # Published like any folder the user makes (0755 under umask 022), not mkdtemp's 0700.
+            assert dest.stat().st_mode & 0o777 == 0o755
+            assert sorted(os.listdir(dest)) == expected_files
+            assert open_bundle(dest).manifest.created_by == round_
+            assert staging_leftovers(tmp_path) == []
+    finally:
+        os.umask(old_umask)
