@@ -62,16 +62,17 @@ def _part(role: str, path: Path, kind: str, precision: str, details: dict) -> Pa
 
 
 def export_bundle(cfg: ExportConfig, progress: Progress = SILENT) -> Manifest:
-    import torch
-
-    from .gguf.quantize import quantize_gguf
-    from .gguf.writer import write_gguf
-
-    arch = architecture_of(cfg.checkpoint)  # before any heavy work
+    # Everything that can refuse the job runs before torch is imported (seconds).
+    arch = architecture_of(cfg.checkpoint)
     family = family_for_architecture(arch)
     check_weights(cfg.checkpoint)
     progress.total = 6 + (1 if cfg.verify else 0)
     with BundleWriter(cfg.output, overwrite=cfg.overwrite) as writer:
+        import torch
+
+        from .gguf.quantize import quantize_gguf
+        from .gguf.writer import write_gguf
+
         with progress.step(f"loading {arch} checkpoint ({family.info.name} family)"):
             ckpt = family.load(str(cfg.checkpoint))
             preprocess = family.image_preprocess(ckpt)

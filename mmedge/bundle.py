@@ -22,6 +22,9 @@ from .manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, Manifest
 
 _CHUNK = 1 << 20
 STAGING_PREFIX = ".mmedge-staging-"
+# Inside a staging folder: the pid of the exporting process, so a later export can tell a
+# folder left by a killed export from one still being written.
+OWNER_FILE = ".mmedge-owner"
 # renameat2(2) (linux/fs.h): swap two existing paths in one step.
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
@@ -121,8 +124,10 @@ class BundleWriter:
         self.overwrite = overwrite
         self._check_destination()
         parent = self.destination.parent
+        _remove_stale_staging(parent, self.destination.name)
         try:
             self.staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX + self.destination.name + "-", dir=parent))
+            (self.staging / OWNER_FILE).write_text(str(os.getpid()))
         except OSError as e:
             raise OutputPathError(f"{parent}: cannot create a folder there ({e.strerror}); choose a writable output path") from None
         self.committed = False
@@ -153,6 +158,7 @@ class BundleWriter:
         return contained_path(self.staging, name, "bundle file")
 
     def commit(self, manifest: Manifest) -> Path:
+        (self.staging / OWNER_FILE).unlink(missing_ok=True)
         (self.staging / MANIFEST_NAME).write_text(manifest.to_json())
         _fsync_tree(self.staging)
         # mkdtemp made the staging folder private (0700) while it was partial; the published
@@ -186,6 +192,19 @@ class BundleWriter:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.abort()
+
+
+def _remove_stale_staging(parent: Path, name: str) -> None:
+    """Delete staging folders of earlier exports to the same name whose process is gone (SIGKILL,
+    power loss). A folder whose owner is alive, or unknown, is left alone."""
+    for folder in parent.glob(f"{STAGING_PREFIX}{name}-*"):
+        try:
+            pid = int((folder / OWNER_FILE).read_text())
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except (OSError, ValueError):
+            continue
 
 
 def _new_folder_mode(staging: Path) -> int:

@@ -109,7 +109,7 @@ def write_gguf(backbone: TextBackbone, path: Path, out_type: str = "F32", progre
         w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
         w.add_rope_scaling_factor(float(rope["factor"]))
     elif rope_type == "llama3" and spec.gguf_arch == "llama":
-        extra_tensors[gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FREQS]] = llama3_rope_factors(rope["rope_theta"], head_dim, rope)
+        extra_tensors[gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FREQS] + ".weight"] = llama3_rope_factors(rope["rope_theta"], head_dim, rope)
     elif rope_type != "default":
         raise UnsupportedConfigError(f"rope type {rope_type!r} is not converted; supported: default, linear, llama3 (llama)")
 

@@ -117,11 +117,6 @@ IMPORTS_CHILD = textwrap.dedent(
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="export/exporter.py: export_bundle imports torch (seconds) before architecture_of(); "
-    "move `import torch` below the checkpoint and output checks so refusals are instant from the CLI",
-)
 def test_cli_refusal_imports_no_torch(ckpt_copy, tmp_path):
     edit_config(ckpt_copy, architectures=["MllamaForConditionalGeneration"])
     script = tmp_path / "child.py"
