@@ -1,0 +1,34 @@
+"""Recipes: unknown precisions are refused up front with the list of what exists."""
+from __future__ import annotations
+
+import pytest
+
+from mmedge.errors import RecipeError
+from mmedge.quantize.onnx_quant import ONNX_RECIPES, apply_onnx_recipe
+from mmedge.quantize.recipes import LLM_RECIPES, TENSOR_RECIPES, llm_recipe, tensor_recipe
+
+
+def test_every_tensor_recipe_has_onnx_mechanics():
+    assert set(TENSOR_RECIPES) == set(ONNX_RECIPES) == {"fp32", "int8", "int4"}
+
+
+def test_floors_tighten_with_precision():
+    assert TENSOR_RECIPES["fp32"].min_cosine > TENSOR_RECIPES["int8"].min_cosine > TENSOR_RECIPES["int4"].min_cosine
+    assert LLM_RECIPES["F32"].min_top1 > LLM_RECIPES["F16"].min_top1 > LLM_RECIPES["Q8_0"].min_top1 > LLM_RECIPES["Q4_0"].min_top1
+
+
+@pytest.mark.parametrize("bad", ["int3", "FP32", "", "q8_0"])
+def test_unknown_tensor_precision(bad):
+    with pytest.raises(RecipeError, match=r"choose one of \['fp32', 'int8', 'int4'\]"):
+        tensor_recipe(bad, "encoder")
+
+
+@pytest.mark.parametrize("bad", ["Q2_Z", "f16", "Q4_K_S"])
+def test_unknown_llm_type(bad):
+    with pytest.raises(RecipeError, match="Q4_K_M"):
+        llm_recipe(bad)
+
+
+def test_apply_unknown_recipe(tmp_path):
+    with pytest.raises(RecipeError, match="can do"):
+        apply_onnx_recipe("int2", tmp_path / "a.onnx", tmp_path / "b.onnx")
