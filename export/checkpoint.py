@@ -52,10 +52,20 @@ def check_weights(path: str | Path) -> None:
     raise CheckpointError(f"{path}: no *.safetensors weights found")
 
 
+def quiet_transformers() -> None:
+    """mmedge prints its own progress; transformers' per-load bars and its torchvision-fallback
+    notice (the PIL processors it falls back to are the ones mmedge reproduces) are noise here."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 def load_pretrained(model_cls, path: str | Path):
     """Load a model in fp32 eval mode from safetensors; errors become `CheckpointError`."""
     import torch
 
+    quiet_transformers()
     check_weights(path)
     try:
         model = model_cls.from_pretrained(str(path), dtype=torch.float32, use_safetensors=True, local_files_only=True)

@@ -66,7 +66,7 @@ def export_bundle(cfg: ExportConfig, progress: Progress = SILENT) -> Manifest:
     arch = architecture_of(cfg.checkpoint)
     family = family_for_architecture(arch)
     check_weights(cfg.checkpoint)
-    progress.total = 6 + (1 if cfg.verify else 0)
+    progress.total = 5 + (1 if cfg.verify else 0)
     with BundleWriter(cfg.output, overwrite=cfg.overwrite) as writer:
         import torch
 
@@ -115,7 +115,8 @@ def export_bundle(cfg: ExportConfig, progress: Progress = SILENT) -> Manifest:
                 base_path = (writer.path(f"llm.{cfg.llm}.gguf") if recipe.written_by == "writer"
                              else tmp / "llm.F32.gguf")
                 gguf_info = write_gguf(backbone, base_path, base_type, progress=progress)
-            with progress.step(f"quantizing the LLM to {cfg.llm}" if recipe.written_by != "writer" else "LLM type check"):
+            with progress.step(f"quantizing the LLM to {cfg.llm} (llama.cpp)" if recipe.written_by != "writer"
+                               else "reading back the GGUF's tensor types"):
                 final_path = writer.path(f"llm.{cfg.llm}.gguf")
                 if recipe.written_by != "writer":
                     gguf_info = quantize_gguf(base_path, final_path, cfg.llm, threads=cfg.threads)

@@ -6,6 +6,7 @@ Weights are stored inside the file (no external data) so that a part is one file
 from __future__ import annotations
 
 import io
+import logging
 import warnings
 from contextlib import redirect_stdout
 from pathlib import Path
@@ -21,6 +22,9 @@ def export_onnx(module, example, path: Path, input_name: str, output_name: str) 
 
     if example.shape[0] != 2:
         raise ExportError("internal: export the ONNX graph with an example batch of 2 so the batch stays dynamic")
+    # The exporter logs one warning per torchvision op it cannot register; torchvision is not
+    # part of mmedge's environment and none of its ops are exported.
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     batch = torch.export.Dim("batch", min=1, max=1024)
     try:
         with warnings.catch_warnings(), redirect_stdout(io.StringIO()):
