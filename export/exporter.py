@@ -151,6 +151,12 @@ def export_bundle(cfg: ExportConfig, progress: Progress = SILENT) -> Manifest:
             manifest.verification = report
             if not report["passed"] and not cfg.allow_below_floor:
                 failing = [p for p in ("vision_encoder", "projector", "llm") if not report[p]["passed"]]
+                if not failing:  # only the end-to-end token match of a full-precision bundle failed
+                    raise BelowFloorError(
+                        f"the fp32/F32 bundle's greedy tokens differ from transformers generate "
+                        f"({report['greedy_tokens_equal']}/{report['greedy_tokens_total']} equal); this is a conversion bug, "
+                        "please report it with the checkpoint's config.json (--allow-below-floor keeps the bundle)"
+                    )
                 raise BelowFloorError(
                     f"{', '.join(failing)} fell below the precision floor ({_floor_summary(report, failing)}); "
                     "choose a higher precision, or pass --allow-below-floor to keep the bundle anyway (the manifest records it)"
