@@ -139,7 +139,9 @@ class LlavaFamily(Family):
             tie_word_embeddings=tied,
             tokenizer=tokenizer,
             tokenizer_dir=ckpt.path,
-            chat_template=getattr(tokenizer, "chat_template", None),
+            # The tokenizer's own template, else the processor's (LLaVA keeps it there) so that
+            # the GGUF carries one either way.
+            chat_template=getattr(tokenizer, "chat_template", None) or getattr(ckpt.processor, "chat_template", None),
             name=Path(ckpt.path).name,
         )
 

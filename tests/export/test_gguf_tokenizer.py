@@ -57,6 +57,7 @@ def test_vocab_metadata(tokenizers_pair):
     assert scalar("tokenizer.ggml.pre") == expected_pre
     assert scalar("tokenizer.ggml.eos_token_id") == hf.eos_token_id
     assert pipe.llm.n_vocab == len(hf)
+    assert scalar("tokenizer.chat_template") == pipe.manifest.prompt.chat_template
     # The image marker is one special token in both.
     marker_id = hf.convert_tokens_to_ids("<image>")
     assert pipe.llm.tokenize("<image>", add_special=False) == [marker_id]
