@@ -11,12 +11,11 @@ from mmedge.bundle import BundleWriter, sha256_file
 from mmedge.errors import BelowFloorError, ExportError
 from mmedge.manifest import Manifest, PartSpec, TensorSpec
 from mmedge.progress import SILENT, Progress
-from mmedge.quantize.onnx_quant import apply_onnx_recipe
 from mmedge.quantize.recipes import llm_recipe, tensor_recipe
 
 from .checkpoint import architecture_of, check_weights
 from .families import family_for_architecture
-from .onnx_target import export_onnx
+from .targets import tensor_target
 
 # The split modules must compute exactly what the model's own image-feature path computes.
 SPLIT_TOLERANCE = 1e-5
@@ -29,6 +28,8 @@ class ExportConfig:
     encoder: str = "fp32"
     projector: str = "fp32"
     llm: str = "F32"
+    encoder_target: str = "onnx"
+    projector_target: str = "onnx"
     overwrite: bool = False
     verify: bool = True
     allow_below_floor: bool = False
@@ -39,10 +40,12 @@ class ExportConfig:
         # Refuse unknown precisions before any heavy work.
         tensor_recipe(self.encoder, "encoder")
         tensor_recipe(self.projector, "projector")
+        tensor_target(self.encoder_target).check(self.encoder, "encoder")
+        tensor_target(self.projector_target).check(self.projector, "projector")
         llm_recipe(self.llm)
 
 
-def _tensor_specs(graph_path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+def _onnx_specs(graph_path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
     import onnx
 
     model = onnx.load(str(graph_path), load_external_data=False)
@@ -55,8 +58,14 @@ def _tensor_specs(graph_path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]
     return [spec(v) for v in model.graph.input], [spec(v) for v in model.graph.output]
 
 
-def _part(role: str, path: Path, kind: str, precision: str, details: dict) -> PartSpec:
-    inputs, outputs = _tensor_specs(path) if kind == "onnx" else ([], [])
+def _torch_specs(in_name: str, example, out_name: str, output) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """For artifacts without readable signatures: the shapes the module was exported with, batch symbolic."""
+    return ([TensorSpec(in_name, ["batch", *example.shape[1:]], "float32")],
+            [TensorSpec(out_name, ["batch", *output.shape[1:]], "float32")])
+
+
+def _part(role: str, path: Path, kind: str, precision: str, details: dict, specs=None) -> PartSpec:
+    inputs, outputs = _onnx_specs(path) if kind == "onnx" else (specs or ([], []))
     return PartSpec(role=role, file=path.name, kind=kind, precision=precision, sha256=sha256_file(path),
                     size_bytes=path.stat().st_size, inputs=inputs, outputs=outputs, details=details)
 
@@ -96,17 +105,19 @@ def export_bundle(cfg: ExportConfig, progress: Progress = SILENT) -> Manifest:
         parts: dict[str, PartSpec] = {}
         with tempfile.TemporaryDirectory(prefix="mmedge-export-") as tmp:
             tmp = Path(tmp)
-            for role, module, example, in_name, out_name, precision in (
-                ("vision_encoder", encoder, example_pixels, "pixel_values", "image_features", cfg.encoder),
-                ("projector", projector, example_features, "image_features", "image_embeddings", cfg.projector),
+            for role, module, example, output, in_name, out_name, precision, target_name in (
+                ("vision_encoder", encoder, example_pixels, example_features, "pixel_values", "image_features",
+                 cfg.encoder, cfg.encoder_target),
+                ("projector", projector, example_features, split, "image_features", "image_embeddings",
+                 cfg.projector, cfg.projector_target),
             ):
-                with progress.step(f"exporting {role} to ONNX ({precision})"):
-                    fp32_path = tmp / f"{role}.fp32.onnx"
-                    export_onnx(module, example, fp32_path, in_name, out_name)
-                    out = writer.path(f"{role}.{precision}.onnx")
-                    details = apply_onnx_recipe(precision, fp32_path, out)
-                    details["opset"] = 18
-                    parts[role] = _part(role, out, "onnx", precision, details)
+                target = tensor_target(target_name)
+                with progress.step(f"exporting {role} to {target.name} ({precision})"):
+                    out = writer.path(f"{role}.{precision}.{target.suffix}")
+                    details = target.export(module, example, in_name, out_name, precision, out, tmp)
+                    details["target"] = target.name
+                    parts[role] = _part(role, out, target.kind, precision, details,
+                                        _torch_specs(in_name, example, out_name, output))
 
             recipe = llm_recipe(cfg.llm)
             with progress.step("converting the LLM backbone to GGUF"):

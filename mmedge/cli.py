@@ -50,7 +50,8 @@ def cmd_export(args) -> int:
 
     cfg = ExportConfig(
         checkpoint=Path(args.checkpoint), output=Path(args.output), encoder=args.encoder, projector=args.projector,
-        llm=args.llm, overwrite=args.force, verify=not args.no_verify, allow_below_floor=args.allow_below_floor,
+        llm=args.llm, encoder_target=args.encoder_target or args.target,
+        projector_target=args.projector_target or args.target, overwrite=args.force, verify=not args.no_verify, allow_below_floor=args.allow_below_floor,
         threads=args.threads,
     )
     manifest = export_bundle(cfg, Progress(enabled=not args.quiet))
@@ -183,6 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder", default="fp32", help="vision encoder precision: fp32, int8, int4")
     p.add_argument("--projector", default="fp32", help="projector precision: fp32, int8, int4")
     p.add_argument("--llm", default="F32", help="LLM GGUF type: F32, F16, Q8_0, Q4_0, Q4_K_M")
+    p.add_argument("--target", default="onnx", help="target of the encoder and projector: onnx, executorch")
+    p.add_argument("--encoder-target", help="override --target for the vision encoder (mixed bundles)")
+    p.add_argument("--projector-target", help="override --target for the projector (mixed bundles)")
     p.add_argument("--force", action="store_true", help="replace an existing bundle at the output path")
     p.add_argument("--no-verify", action="store_true", help="skip verification (the manifest records it)")
     p.add_argument("--allow-below-floor", action="store_true", help="keep a bundle whose parts fall below their floors")
@@ -229,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     except MmedgeError as e:
         print(f"mmedge {args.command}: error: {e}", file=sys.stderr)
         return e.exit_code
+    except BrokenPipeError:  # e.g. `mmedge inspect B | head`: the reader left, nothing to report
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print(f"mmedge {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -19,7 +19,7 @@ MANIFEST_NAME = "manifest.json"
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 
 PART_ROLES = ("vision_encoder", "projector", "llm")
-ARTIFACT_KINDS = ("onnx", "gguf")
+ARTIFACT_KINDS = ("onnx", "pte", "gguf")
 
 
 def _get(d: dict, key: str, types: type | tuple, where: str, optional: bool = False, default: Any = None) -> Any:
@@ -81,6 +81,8 @@ class PartSpec:
         kind = _get(d, "kind", str, where)
         if kind not in ARTIFACT_KINDS:
             raise ManifestError(f"{where}.kind: expected one of {ARTIFACT_KINDS}, found {kind!r}")
+        if (role == "llm") != (kind == "gguf"):
+            raise ManifestError(f"{where}.kind: {kind!r} cannot hold the {role} part (the LLM is GGUF, the others are not)")
         sha = _get(d, "sha256", str, where)
         if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
             raise ManifestError(f"{where}.sha256: expected 64 lowercase hex digits, found {sha[:80]!r}")

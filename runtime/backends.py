@@ -79,3 +79,41 @@ class OnnxBackend(TensorBackend):
             return self.session.run([self.output_name], {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
         except Exception as e:
             raise BackendError(f"onnxruntime failed on input of shape {tuple(x.shape)}: {e}") from None
+
+
+@register_backend("pte")
+class ExecuTorchBackend(TensorBackend):
+    """An ExecuTorch program (XNNPACK-lowered) through `executorch.runtime`.
+
+    Imported only when a bundle holds a .pte part: executorch's Python bindings import torch,
+    so bundles with .pte parts are not torch-free in Python (the native runtime is).
+    """
+
+    def __init__(self, path: Path, part: PartSpec, threads: int = 0):
+        try:
+            import torch
+            from executorch.runtime import Runtime, Verification
+        except ImportError as e:
+            raise BackendError(
+                f"parts.{part.role} is an ExecuTorch .pte; running it in Python needs executorch (and torch): {e}. "
+                "Install them (pip install executorch==1.5.1) or export this part with --target onnx"
+            ) from None
+        self._torch = torch
+        self.provider = "ExecuTorch XNNPACK"
+        try:
+            program = Runtime.get().load_program(str(path), verification=Verification.InternalConsistency)
+            self.method = program.load_method("forward")
+        except Exception as e:  # the bindings raise RuntimeError/ValueError without a common type
+            raise BackendError(f"parts.{part.role}: ExecuTorch could not load {path.name}: {e}") from None
+        self.max_batch = int(part.details.get("max_batch", 64))
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if x.shape[0] > self.max_batch:
+            # The program was exported for batches up to max_batch; run larger ones in slices.
+            return np.concatenate([self.run(x[i : i + self.max_batch]) for i in range(0, x.shape[0], self.max_batch)])
+        try:
+            out = self.method.execute([self._torch.from_numpy(x)])
+        except Exception as e:
+            raise BackendError(f"ExecuTorch failed on input of shape {tuple(x.shape)}: {e}") from None
+        return out[0].numpy()

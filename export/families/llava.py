@@ -81,7 +81,7 @@ class LlavaFamily(Family):
         projector="mlp (linear-gelu-linear)",
         encoders=("CLIP", "SigLIP"),
         backbones=SUPPORTED_TEXT,
-        targets=("onnx", "gguf"),
+        targets=("onnx", "executorch", "gguf"),
     )
 
     def load(self, path: str) -> LoadedCheckpoint:

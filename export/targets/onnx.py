@@ -1,5 +1,7 @@
 """ONNX target: a torch module with one input and one output -> a .onnx file, dynamic batch.
 
+Precisions are applied to the fp32 graph by onnxruntime's tools (`quantize/onnx_quant.py`).
+
 The example batch is 2: exporting with a batch of 1 silently fixes the batch dimension to 1.
 Weights are stored inside the file (no external data) so that a part is one file to hash.
 """
@@ -12,6 +14,9 @@ from contextlib import redirect_stdout
 from pathlib import Path
 
 from mmedge.errors import ExportError
+from mmedge.quantize.onnx_quant import ONNX_RECIPES, apply_onnx_recipe
+
+from .base import TensorTarget, register_target
 
 OPSET = 18
 
@@ -47,3 +52,18 @@ def export_onnx(module, example, path: Path, input_name: str, output_name: str) 
         raise ExportError(f"{path.name}: the graph is larger than 2 GB, which a single-file ONNX cannot hold")
     onnx.save_model(model, str(path))
     onnx.checker.check_model(str(path), full_check=True)
+
+
+@register_target
+class OnnxTarget(TensorTarget):
+    name = "onnx"
+    kind = "onnx"
+    suffix = "onnx"
+    precisions = tuple(ONNX_RECIPES)
+
+    def export(self, module, example, input_name, output_name, precision, out, workdir):
+        fp32_path = workdir / f"{out.stem}.fp32-source.onnx"
+        export_onnx(module, example, fp32_path, input_name, output_name)
+        details = apply_onnx_recipe(precision, fp32_path, out)
+        details["opset"] = OPSET
+        return details
