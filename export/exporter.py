@@ -11,6 +11,7 @@ from mmedge.bundle import BundleWriter, sha256_file
 from mmedge.errors import BelowFloorError, ExportError
 from mmedge.manifest import Manifest, PartSpec, TensorSpec
 from mmedge.progress import SILENT, Progress
+from mmedge.quantize.onnx_quant import NEEDS_CALIBRATION
 from mmedge.quantize.recipes import llm_recipe, tensor_recipe
 
 from .checkpoint import architecture_of, check_weights
@@ -30,6 +31,7 @@ class ExportConfig:
     llm: str = "F32"
     encoder_target: str = "onnx"
     projector_target: str = "onnx"
+    calibration_images: Path | None = None  # for int8-static; None = the default set
     overwrite: bool = False
     verify: bool = True
     allow_below_floor: bool = False
@@ -42,6 +44,10 @@ class ExportConfig:
         tensor_recipe(self.projector, "projector")
         tensor_target(self.encoder_target).check(self.encoder, "encoder")
         tensor_target(self.projector_target).check(self.projector, "projector")
+        if self.calibration_images is not None:
+            from .calibration import load_calibration_images
+
+            load_calibration_images(self.calibration_images)  # refuse an empty or unreadable folder up front
         llm_recipe(self.llm)
 
 
@@ -105,6 +111,7 @@ def export_bundle(cfg: ExportConfig, progress: Progress = SILENT) -> Manifest:
         parts: dict[str, PartSpec] = {}
         with tempfile.TemporaryDirectory(prefix="mmedge-export-") as tmp:
             tmp = Path(tmp)
+            calibration = _calibration_inputs(cfg, preprocess, encoder, progress)
             for role, module, example, output, in_name, out_name, precision, target_name in (
                 ("vision_encoder", encoder, example_pixels, example_features, "pixel_values", "image_features",
                  cfg.encoder, cfg.encoder_target),
@@ -114,8 +121,11 @@ def export_bundle(cfg: ExportConfig, progress: Progress = SILENT) -> Manifest:
                 target = tensor_target(target_name)
                 with progress.step(f"exporting {role} to {target.name} ({precision})"):
                     out = writer.path(f"{role}.{precision}.{target.suffix}")
-                    details = target.export(module, example, in_name, out_name, precision, out, tmp)
+                    details = target.export(module, example, in_name, out_name, precision, out, tmp,
+                                            calibration=calibration.get(role) if precision in NEEDS_CALIBRATION else None)
                     details["target"] = target.name
+                    if precision in NEEDS_CALIBRATION:
+                        details["calibration"] = calibration["source"]
                     parts[role] = _part(role, out, target.kind, precision, details,
                                         _torch_specs(in_name, example, out_name, output))
 
@@ -176,6 +186,28 @@ def export_bundle(cfg: ExportConfig, progress: Progress = SILENT) -> Manifest:
             manifest.verification = {"skipped": True}
         writer.commit(manifest)
     return manifest
+
+
+def _calibration_inputs(cfg: ExportConfig, preprocess, encoder, progress: Progress) -> dict:
+    """Input batches for each tensor part, from the calibration images, only when a recipe needs them."""
+    if cfg.encoder not in NEEDS_CALIBRATION and cfg.projector not in NEEDS_CALIBRATION:
+        return {}
+    import torch
+
+    from mmedge.runtime.preprocess import preprocess_images
+
+    from .calibration import default_calibration_images, load_calibration_images
+
+    with progress.step("preparing calibration inputs"):
+        if cfg.calibration_images is not None:
+            images, source = load_calibration_images(cfg.calibration_images), str(cfg.calibration_images)
+        else:
+            images, source = default_calibration_images(), "default set (16 synthetic photo-like images)"
+        pixels = [preprocess_images(images[i : i + 4], preprocess) for i in range(0, len(images), 4)]
+        with torch.no_grad():
+            features = [encoder(torch.from_numpy(p)).numpy() for p in pixels]
+    return {"vision_encoder": pixels, "projector": features,
+            "source": {"images": len(images), "from": source}}
 
 
 def _eos_ids(ckpt) -> list[int]:

@@ -51,7 +51,8 @@ def cmd_export(args) -> int:
     cfg = ExportConfig(
         checkpoint=Path(args.checkpoint), output=Path(args.output), encoder=args.encoder, projector=args.projector,
         llm=args.llm, encoder_target=args.encoder_target or args.target,
-        projector_target=args.projector_target or args.target, overwrite=args.force, verify=not args.no_verify, allow_below_floor=args.allow_below_floor,
+        projector_target=args.projector_target or args.target, overwrite=args.force,
+        calibration_images=Path(args.calibration_images) if args.calibration_images else None, verify=not args.no_verify, allow_below_floor=args.allow_below_floor,
         threads=args.threads,
     )
     manifest = export_bundle(cfg, Progress(enabled=not args.quiet))
@@ -86,10 +87,10 @@ def _print_verification(report: dict) -> None:
     print(f"preprocess      max|diff| {report['preprocess']['max_abs_diff']:.3g} over {report['preprocess']['images']} images")
     for part in ("vision_encoder", "projector"):
         r = report[part]
-        print(f"{part:<15} {r['precision']:<6} cosine {r['cosine']:.6f}  max|diff| {r['max_abs_diff']:.3g}  "
+        print(f"{part:<15} {r['precision']:<11} cosine {r['cosine']:.6f}  max|diff| {r['max_abs_diff']:.3g}  "
               f"floor {r['floor']['min_cosine']}  {'ok' if r['passed'] else 'BELOW FLOOR'}")
     r = report["llm"]
-    print(f"{'llm':<15} {r['precision']:<6} top-1 {r['top1_agreement']:.3f} over {r['positions']} positions  "
+    print(f"{'llm':<15} {r['precision']:<11} top-1 {r['top1_agreement']:.3f} over {r['positions']} positions  "
           f"last-logit max|diff| {r['last_logit_max_abs_diff']:.3g}  floor {r['floor']['min_top1']}  "
           f"{'ok' if r['passed'] else 'BELOW FLOOR'}")
     for case in report["end_to_end"]:
@@ -181,8 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export a checkpoint folder to a verified bundle")
     p.add_argument("checkpoint", help="a local Hugging Face checkpoint folder (safetensors)")
     p.add_argument("-o", "--output", required=True, help="the bundle folder to write")
-    p.add_argument("--encoder", default="fp32", help="vision encoder precision: fp32, int8, int4")
-    p.add_argument("--projector", default="fp32", help="projector precision: fp32, int8, int4")
+    p.add_argument("--encoder", default="fp32", help="vision encoder precision: fp32, int8, int8-static, int4")
+    p.add_argument("--projector", default="fp32", help="projector precision: fp32, int8, int8-static, int4")
+    p.add_argument("--calibration-images", help="folder of images to calibrate int8-static (default: a built-in set)")
     p.add_argument("--llm", default="F32", help="LLM GGUF type: F32, F16, Q8_0, Q4_0, Q4_K_M")
     p.add_argument("--target", default="onnx", help="target of the encoder and projector: onnx, executorch")
     p.add_argument("--encoder-target", help="override --target for the vision encoder (mixed bundles)")

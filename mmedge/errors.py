@@ -58,6 +58,10 @@ class RecipeError(ExportError):
     """A precision was asked for that the target or part cannot do."""
 
 
+class CalibrationError(RecipeError):
+    """Calibration images for static quantization are missing or unreadable."""
+
+
 class BelowFloorError(ExportError):
     """A compiled part is further from the PyTorch reference than its recipe allows."""
 

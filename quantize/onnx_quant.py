@@ -12,12 +12,12 @@ from mmedge.errors import RecipeError
 INT4_BLOCK_SIZE = 32
 
 
-def _fp32(src: Path, dst: Path) -> dict:
+def _fp32(src: Path, dst: Path, calibration=None) -> dict:
     shutil.copyfile(src, dst)
     return {}
 
 
-def _int8_dynamic(src: Path, dst: Path) -> dict:
+def _int8_dynamic(src: Path, dst: Path, calibration=None) -> dict:
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -30,7 +30,7 @@ def _int8_dynamic(src: Path, dst: Path) -> dict:
     return {"method": "onnxruntime quantize_dynamic", "weight_type": "int8", "per_channel": True, "activations": "dynamic uint8"}
 
 
-def _int4_weight(src: Path, dst: Path) -> dict:
+def _int4_weight(src: Path, dst: Path, calibration=None) -> dict:
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
 
@@ -47,15 +47,50 @@ def _int4_weight(src: Path, dst: Path) -> dict:
     return {"method": "MatMulNBits", "bits": 4, "block_size": INT4_BLOCK_SIZE, "symmetric": True, "matmuls_quantized": n}
 
 
-ONNX_RECIPES: dict[str, Callable[[Path, Path], dict]] = {
+def _int8_static(src: Path, dst: Path, calibration=None) -> dict:
+    """QDQ int8, the form NPU execution providers (QNN, NNAPI, Core ML EP, OpenVINO) take:
+    per-channel symmetric int8 weights, uint8 activations with ranges from calibration data."""
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if not calibration:
+        raise RecipeError("int8-static needs calibration inputs; give --calibration-images DIR or use the default set")
+    import onnx
+
+    input_name = onnx.load(str(src), load_external_data=False).graph.input[0].name
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self):
+            self._batches = iter(calibration)
+
+        def get_next(self):
+            batch = next(self._batches, None)
+            return None if batch is None else {input_name: batch}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
+        quantize_static(
+            str(prepared), str(dst), _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
+            op_types_to_quantize=["MatMul", "Gemm", "Conv"],
+        )
+    return {"method": "onnxruntime quantize_static (QDQ)", "weight_type": "int8 per-channel symmetric",
+            "activation_type": "uint8, MinMax calibration", "calibration_batches": len(calibration)}
+
+
+ONNX_RECIPES: dict[str, Callable[..., dict]] = {
     "fp32": _fp32,
     "int8": _int8_dynamic,
+    "int8-static": _int8_static,
     "int4": _int4_weight,
 }
+# Recipes that need calibration inputs (the exporter computes them only when one is used).
+NEEDS_CALIBRATION = ("int8-static",)
 
 
-def apply_onnx_recipe(recipe: str, src: Path, dst: Path) -> dict:
+def apply_onnx_recipe(recipe: str, src: Path, dst: Path, calibration=None) -> dict:
     """Write `dst` from the fp32 graph `src` at precision `recipe`; returns details for the manifest."""
     if recipe not in ONNX_RECIPES:
         raise RecipeError(f"the ONNX target cannot do precision {recipe!r}; it can do {list(ONNX_RECIPES)}")
-    return ONNX_RECIPES[recipe](src, dst)
+    return ONNX_RECIPES[recipe](src, dst, calibration)

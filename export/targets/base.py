@@ -20,8 +20,11 @@ class TensorTarget(ABC):
     precisions: ClassVar[tuple[str, ...]]
 
     @abstractmethod
-    def export(self, module, example, input_name: str, output_name: str, precision: str, out: Path, workdir: Path) -> dict:
-        """Write `out`; return details for the manifest (quantization settings, ...)."""
+    def export(self, module, example, input_name: str, output_name: str, precision: str, out: Path, workdir: Path,
+               calibration: list | None = None) -> dict:
+        """Write `out`; return details for the manifest (quantization settings, ...).
+
+        `calibration`: float32 input batches (numpy) for precisions that calibrate activations."""
 
     def check(self, precision: str, part: str) -> None:
         if precision not in self.precisions:

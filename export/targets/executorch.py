@@ -27,7 +27,7 @@ class ExecuTorchTarget(TensorTarget):
     suffix = "pte"
     precisions = tuple(EXECUTORCH_RECIPES)
 
-    def export(self, module, example, input_name, output_name, precision, out, workdir):
+    def export(self, module, example, input_name, output_name, precision, out, workdir, calibration=None):
         import torch
 
         quiet_torchao_import()  # executorch imports torchao

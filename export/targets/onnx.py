@@ -61,9 +61,9 @@ class OnnxTarget(TensorTarget):
     suffix = "onnx"
     precisions = tuple(ONNX_RECIPES)
 
-    def export(self, module, example, input_name, output_name, precision, out, workdir):
+    def export(self, module, example, input_name, output_name, precision, out, workdir, calibration=None):
         fp32_path = workdir / f"{out.stem}.fp32-source.onnx"
         export_onnx(module, example, fp32_path, input_name, output_name)
-        details = apply_onnx_recipe(precision, fp32_path, out)
+        details = apply_onnx_recipe(precision, fp32_path, out, calibration)
         details["opset"] = OPSET
         return details

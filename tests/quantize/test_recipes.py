@@ -9,17 +9,24 @@ from mmedge.quantize.recipes import LLM_RECIPES, TENSOR_RECIPES, llm_recipe, ten
 
 
 def test_every_tensor_recipe_has_onnx_mechanics():
-    assert set(TENSOR_RECIPES) == set(ONNX_RECIPES) == {"fp32", "int8", "int4"}
+    assert set(TENSOR_RECIPES) == set(ONNX_RECIPES) == {"fp32", "int8", "int8-static", "int4"}
+
+
+def test_executorch_mechanics_are_a_subset():
+    from mmedge.quantize.executorch_quant import EXECUTORCH_RECIPES
+
+    assert set(EXECUTORCH_RECIPES) == {"fp32", "int8", "int4"} and set(EXECUTORCH_RECIPES) < set(TENSOR_RECIPES)
 
 
 def test_floors_tighten_with_precision():
     assert TENSOR_RECIPES["fp32"].min_cosine > TENSOR_RECIPES["int8"].min_cosine > TENSOR_RECIPES["int4"].min_cosine
+    assert TENSOR_RECIPES["int8"].min_cosine >= TENSOR_RECIPES["int8-static"].min_cosine
     assert LLM_RECIPES["F32"].min_top1 > LLM_RECIPES["F16"].min_top1 > LLM_RECIPES["Q8_0"].min_top1 > LLM_RECIPES["Q4_0"].min_top1
 
 
 @pytest.mark.parametrize("bad", ["int3", "FP32", "", "q8_0"])
 def test_unknown_tensor_precision(bad):
-    with pytest.raises(RecipeError, match=r"choose one of \['fp32', 'int8', 'int4'\]"):
+    with pytest.raises(RecipeError, match=r"choose one of \['fp32', 'int8', 'int8-static', 'int4'\]"):
         tensor_recipe(bad, "encoder")
 
 
