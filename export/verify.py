@@ -48,6 +48,8 @@ def common_prefix(a: list[int], b: list[int]) -> int:
 class VerifyOptions:
     greedy_tokens: int = GREEDY_TOKENS
     threads: int = 0
+    device: str = "cpu"
+    strict: bool = False
 
 
 def verify_bundle(bundle_dir: str | Path, family: Family, ckpt: LoadedCheckpoint, options: VerifyOptions | None = None,
@@ -59,12 +61,15 @@ def verify_bundle(bundle_dir: str | Path, family: Family, ckpt: LoadedCheckpoint
     from mmedge.runtime.preprocess import preprocess_images
 
     options = options or VerifyOptions()
-    pipe = Pipeline(bundle_dir, RuntimeOptions(exact=True, threads=options.threads, n_ctx=2048))
+    pipe = Pipeline(bundle_dir, RuntimeOptions(exact=True, threads=options.threads, n_ctx=2048, device=options.device,
+                                               strict=options.strict))
     try:
         m = pipe.manifest
         if m.family != family.info.name:
             raise VerificationError(f"the bundle is of family {m.family!r}, the reference checkpoint of {family.info.name!r}")
-        report: dict = {"reference": str(ckpt.path), "exact_mode": True}
+        report: dict = {"reference": str(ckpt.path), "exact_mode": True,
+                        "providers": {role: p.provider for role, p in pipe.placements.items()},
+                        "placement_notes": pipe.placement_notes}
         encoder = family.vision_encoder(ckpt)
         projector = family.projector(ckpt)
 

@@ -71,7 +71,8 @@ def cmd_verify(args) -> int:
 
     family = family_for_architecture(architecture_of(args.reference))
     ckpt = family.load(args.reference)
-    report = verify_bundle(args.bundle, family, ckpt, VerifyOptions(greedy_tokens=args.tokens, threads=args.threads),
+    options = VerifyOptions(greedy_tokens=args.tokens, threads=args.threads, device=args.device, strict=args.strict)
+    report = verify_bundle(args.bundle, family, ckpt, options,
                            progress=Progress(enabled=not args.json))
     if args.json:
         print(json.dumps(report, indent=2))
@@ -97,6 +98,10 @@ def _print_verification(report: dict) -> None:
         print(f"end to end      {case['case']}: {case['greedy_tokens_equal']}/{case['greedy_tokens_total']} greedy tokens equal "
               f"(prompt tokens {'equal' if case['prompt_tokens_equal'] else 'DIFFER'})")
     print(f"tokens identical: {report['greedy_tokens_equal']}/{report['greedy_tokens_total']}")
+    if report.get("providers"):
+        print("ran on          " + ", ".join(f"{role} {p}" for role, p in report["providers"].items()))
+    for note in report.get("placement_notes", []):
+        print(f"warning         {note}")
 
 
 # -- run --------------------------------------------------------------------------------------
@@ -109,7 +114,10 @@ def cmd_run(args) -> int:
         max_new_tokens=args.max_tokens,
         sampling=SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed),
     )
-    pipe = Pipeline(args.bundle, RuntimeOptions(n_ctx=args.ctx, threads=args.threads, exact=args.exact))
+    pipe = Pipeline(args.bundle, RuntimeOptions(n_ctx=args.ctx, threads=args.threads, exact=args.exact,
+                                                 device=args.device, strict=args.strict))
+    for note in pipe.placement_notes:
+        print(f"mmedge run: warning: {note}", file=sys.stderr)
     try:
         def emit(event):
             sys.stdout.write(event.text)
@@ -127,6 +135,7 @@ def cmd_run(args) -> int:
             f"TTFT {s.first_token_s * 1e3:.1f} ms | decode {s.new_tokens} tok {s.decode_tokens_per_s:.1f} tok/s]",
             file=sys.stderr,
         )
+        print("[ran on: " + ", ".join(f"{role} {provider}" for role, provider in s.providers.items()) + "]", file=sys.stderr)
     return 0
 
 
@@ -200,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", required=True, help="the checkpoint folder the bundle was exported from")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--tokens", type=int, default=32, help="greedy tokens per end-to-end case")
+    p.add_argument("--device", default="cpu", help="cpu, gpu, npu or auto")
+    p.add_argument("--strict", action="store_true", help="fail instead of falling back to the CPU")
     p.add_argument("--threads", type=int, default=0)
 
     p = sub.add_parser("run", help="answer a prompt about images, streaming the text")
@@ -215,7 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ctx", type=int, default=4096, help="context length in positions")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--exact", action="store_true", help="F32 KV cache and no flash attention (verification mode)")
-    p.add_argument("--stats", action="store_true", help="print per-stage timings to stderr")
+    p.add_argument("--stats", action="store_true", help="print per-stage timings and where each part ran to stderr")
+    p.add_argument("--device", default="cpu", help="cpu, gpu, npu or auto (best present per part)")
+    p.add_argument("--strict", action="store_true", help="fail instead of falling back to the CPU when --device is absent")
 
     p = sub.add_parser("inspect", help="print a bundle's manifest readably")
     p.add_argument("bundle")

@@ -83,6 +83,10 @@ class SamplingError(RuntimeInputError):
     """A sampling or generation parameter is out of range."""
 
 
+class DeviceError(MmedgeError):
+    """A requested device is unknown, or absent with --strict."""
+
+
 class BackendError(MmedgeError):
     """A runtime backend (onnxruntime, llama.cpp) failed to load or run a part."""
 

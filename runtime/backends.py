@@ -15,18 +15,24 @@ import numpy as np
 from mmedge.errors import BackendError
 from mmedge.manifest import PartSpec
 
+from .devices import Placement, place_onnx, place_pte
+
 
 class TensorBackend(ABC):
     """Runs one compiled tensor part with a single input and a single output."""
 
-    provider: str = "?"
+    placement: Placement
+
+    @property
+    def provider(self) -> str:
+        return self.placement.provider
 
     @abstractmethod
     def run(self, x: np.ndarray) -> np.ndarray:
         ...
 
 
-_BACKENDS: dict[str, Callable[[Path, PartSpec, int], TensorBackend]] = {}
+_BACKENDS: dict[str, Callable[..., TensorBackend]] = {}
 
 
 def register_backend(kind: str):
@@ -37,18 +43,18 @@ def register_backend(kind: str):
     return deco
 
 
-def open_tensor_part(path: Path, part: PartSpec, threads: int = 0) -> TensorBackend:
+def open_tensor_part(path: Path, part: PartSpec, threads: int = 0, device: str = "cpu", strict: bool = False) -> TensorBackend:
     factory = _BACKENDS.get(part.kind)
     if factory is None:
         raise BackendError(
             f"parts.{part.role}: kind {part.kind!r} has no runtime backend here; available: {sorted(_BACKENDS)}"
         )
-    return factory(path, part, threads)
+    return factory(path, part, threads, device, strict)
 
 
 @register_backend("onnx")
 class OnnxBackend(TensorBackend):
-    def __init__(self, path: Path, part: PartSpec, threads: int = 0):
+    def __init__(self, path: Path, part: PartSpec, threads: int = 0, device: str = "cpu", strict: bool = False):
         try:
             import onnxruntime as ort
         except ImportError as e:
@@ -58,9 +64,10 @@ class OnnxBackend(TensorBackend):
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
-        self.provider = "CPUExecutionProvider"
+        self.placement = place_onnx(part.role, device, strict, ort.get_available_providers())
+        providers = [self.placement.provider] + (["CPUExecutionProvider"] if self.placement.device != "cpu" else [])
         try:
-            self.session = ort.InferenceSession(str(path), sess_options=opts, providers=[self.provider])
+            self.session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
         except Exception as e:  # onnxruntime raises its own untyped errors
             raise BackendError(f"parts.{part.role}: onnxruntime could not load {path.name}: {e}") from None
         inputs = self.session.get_inputs()
@@ -89,7 +96,8 @@ class ExecuTorchBackend(TensorBackend):
     so bundles with .pte parts are not torch-free in Python (the native runtime is).
     """
 
-    def __init__(self, path: Path, part: PartSpec, threads: int = 0):
+    def __init__(self, path: Path, part: PartSpec, threads: int = 0, device: str = "cpu", strict: bool = False):
+        self.placement = place_pte(part.role, device, strict)
         try:
             import torch
             from executorch.runtime import Runtime, Verification
@@ -99,7 +107,6 @@ class ExecuTorchBackend(TensorBackend):
                 "Install them (pip install executorch==1.5.1) or export this part with --target onnx"
             ) from None
         self._torch = torch
-        self.provider = "ExecuTorch XNNPACK"
         try:
             program = Runtime.get().load_program(str(path), verification=Verification.InternalConsistency)
             self.method = program.load_method("forward")

@@ -61,6 +61,11 @@ def _init_backend() -> None:
     _backend_ready = True
 
 
+def gpu_offload_available() -> bool:
+    _require()
+    return bool(_ll.llama_supports_gpu_offload())
+
+
 @dataclass(frozen=True)
 class LlamaOptions:
     n_ctx: int = 4096

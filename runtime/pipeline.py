@@ -17,8 +17,9 @@ from mmedge.bundle import Bundle, open_bundle
 from mmedge.errors import BackendError, PromptError, SamplingError
 
 from .backends import open_tensor_part
+from .devices import check_device, place_llm
 from .images import load_image
-from .llamacpp import LlamaModel, LlamaOptions
+from .llamacpp import LlamaModel, LlamaOptions, gpu_offload_available
 from .preprocess import preprocess_images
 from .prompt import ImageSlot, TokenPlan, format_prompt, plan_tokens
 from .sampling import Sampler, SamplingParams
@@ -31,8 +32,11 @@ class RuntimeOptions:
     threads: int = 0
     exact: bool = False  # flash attention off + F32 KV cache: for verification
     check_hashes: bool = True
+    device: str = "cpu"  # cpu | gpu | npu | auto (runtime/devices.py)
+    strict: bool = False  # an absent device is an error instead of a CPU fallback
 
     def __post_init__(self) -> None:
+        check_device(self.device)
         if self.n_ctx < 16 or self.n_ctx > 1 << 20:
             raise SamplingError(f"n_ctx must be in 16 .. 2^20, got {self.n_ctx}")
         if self.n_batch < 1 or self.n_batch > 1 << 16:
@@ -99,12 +103,17 @@ class Pipeline:
         t0 = time.perf_counter()
         self.bundle: Bundle = open_bundle(bundle_dir, check_hashes=self.options.check_hashes)
         m = self.bundle.manifest
-        self.encoder = open_tensor_part(self.bundle.path_of("vision_encoder"), m.parts["vision_encoder"], self.options.threads)
-        self.projector = open_tensor_part(self.bundle.path_of("projector"), m.parts["projector"], self.options.threads)
+        o = self.options
+        self.encoder = open_tensor_part(self.bundle.path_of("vision_encoder"), m.parts["vision_encoder"], o.threads, o.device, o.strict)
+        self.projector = open_tensor_part(self.bundle.path_of("projector"), m.parts["projector"], o.threads, o.device, o.strict)
+        llm_placement, gpu_layers = place_llm(o.device, o.strict, gpu_offload_available())
         self.llm = LlamaModel(
             self.bundle.path_of("llm"),
-            LlamaOptions(n_ctx=self.options.n_ctx, n_batch=self.options.n_batch, n_threads=self.options.threads, exact=self.options.exact),
+            LlamaOptions(n_ctx=o.n_ctx, n_batch=o.n_batch, n_threads=o.threads, exact=o.exact, n_gpu_layers=gpu_layers),
         )
+        self.placements = {"vision_encoder": self.encoder.placement, "projector": self.projector.placement, "llm": llm_placement}
+        # What could not be placed as asked (the CLI prints these as warnings).
+        self.placement_notes = [p.note for p in self.placements.values() if p.note]
         if self.llm.n_embd != m.image.embedding_dim:
             raise BackendError(
                 f"the GGUF takes embeddings of width {self.llm.n_embd}, the manifest says {m.image.embedding_dim}; "
@@ -161,7 +170,7 @@ class Pipeline:
         """Run the whole pipeline. `on_token` gets each token as it comes; returning False stops."""
         params = params or GenerationParams()
         stats = GenerationStats(load_s=self.load_s)
-        stats.providers = {"vision_encoder": self.encoder.provider, "projector": self.projector.provider, "llm": "llama.cpp CPU"}
+        stats.providers = {role: p.provider for role, p in self.placements.items()}
         t_start = time.perf_counter()
         pil_images = [img if isinstance(img, Image.Image) else load_image(img) for img in images]
         text = self.format(prompt, len(pil_images), raw=raw_prompt)
