@@ -323,7 +323,15 @@ def test_unknown_part_role(valid):
 @pytest.mark.parametrize("kind", ["tflite", "ONNX", "", "safetensors"])
 def test_unknown_artifact_kind(valid, kind):
     valid["parts"]["vision_encoder"]["kind"] = kind
-    assert _error(valid).startswith(f"parts.vision_encoder.kind: expected one of ('onnx', 'gguf'), found {kind!r}")
+    from mmedge.manifest import ARTIFACT_KINDS
+
+    assert _error(valid).startswith(f"parts.vision_encoder.kind: expected one of {ARTIFACT_KINDS}, found {kind!r}")
+
+
+@pytest.mark.parametrize("role, kind", [("llm", "onnx"), ("llm", "pte"), ("vision_encoder", "gguf"), ("projector", "gguf")])
+def test_kind_must_suit_the_role(valid, role, kind):
+    valid["parts"][role]["kind"] = kind
+    assert _error(valid).startswith(f"parts.{role}.kind: {kind!r} cannot hold the {role} part")
 
 
 @pytest.mark.parametrize("fmt", ["mmedge", "gguf-bundle", "MMEDGE-BUNDLE", ""])
