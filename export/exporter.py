@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import mmedge
-from mmedge.bundle import BundleWriter, sha256_file
+from mmedge.bundle import BundleWriter, artifact_size, sha256_artifact
 from mmedge.errors import BelowFloorError, ExportError
 from mmedge.manifest import Manifest, PartSpec, TensorSpec
 from mmedge.progress import SILENT, Progress
@@ -72,8 +72,8 @@ def _torch_specs(in_name: str, example, out_name: str, output) -> tuple[list[Ten
 
 def _part(role: str, path: Path, kind: str, precision: str, details: dict, specs=None) -> PartSpec:
     inputs, outputs = _onnx_specs(path) if kind == "onnx" else (specs or ([], []))
-    return PartSpec(role=role, file=path.name, kind=kind, precision=precision, sha256=sha256_file(path),
-                    size_bytes=path.stat().st_size, inputs=inputs, outputs=outputs, details=details)
+    return PartSpec(role=role, file=path.name, kind=kind, precision=precision, sha256=sha256_artifact(path),
+                    size_bytes=artifact_size(path), inputs=inputs, outputs=outputs, details=details)
 
 
 def export_bundle(cfg: ExportConfig, progress: Progress = SILENT) -> Manifest:

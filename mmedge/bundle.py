@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import IntegrityError, ManifestError, OutputPathError, UnsafePathError
-from .manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, Manifest
+from .manifest import FOLDER_KINDS, MANIFEST_NAME, MAX_MANIFEST_BYTES, Manifest
 
 _CHUNK = 1 << 20
 STAGING_PREFIX = ".mmedge-staging-"
@@ -36,6 +36,31 @@ def sha256_file(path: Path) -> str:
         while chunk := f.read(_CHUNK):
             h.update(chunk)
     return h.hexdigest()
+
+
+def tree_files(folder: Path, what: str) -> list[Path]:
+    """The regular files of a folder artifact (a Core ML .mlpackage), sorted; links are refused."""
+    files = []
+    for path in sorted(folder.rglob("*")):
+        if path.is_symlink():
+            raise UnsafePathError(f"{what}: {path.relative_to(folder)} is a symlink; bundles hold regular files only")
+        if path.is_file():
+            files.append(path)
+    return files
+
+
+def sha256_artifact(path: Path, what: str = "part") -> str:
+    """sha256 of a file, or of a folder as its sorted (relative path, file sha256) lines."""
+    if not path.is_dir():
+        return sha256_file(path)
+    h = hashlib.sha256()
+    for file in tree_files(path, what):
+        h.update(f"{file.relative_to(path).as_posix()}\0{sha256_file(file)}\n".encode())
+    return h.hexdigest()
+
+
+def artifact_size(path: Path, what: str = "part") -> int:
+    return sum(f.stat().st_size for f in tree_files(path, what)) if path.is_dir() else path.stat().st_size
 
 
 def contained_path(root: Path, relative: str, what: str) -> Path:
@@ -94,16 +119,17 @@ def open_bundle(root: str | Path, check_hashes: bool = True) -> Bundle:
     manifest = read_manifest(root)
     for role, part in manifest.parts.items():
         path = contained_path(root, part.file, f"parts.{role}.file")
-        if not path.is_file():
-            raise IntegrityError(f"parts.{role}: file {part.file!r} is missing from the bundle; re-export it")
-        size = path.stat().st_size
+        is_folder = part.kind in FOLDER_KINDS
+        if not (path.is_dir() if is_folder else path.is_file()):
+            raise IntegrityError(f"parts.{role}: {'folder' if is_folder else 'file'} {part.file!r} is missing from the bundle; re-export it")
+        size = artifact_size(path, f"parts.{role}")
         if size != part.size_bytes:
             raise IntegrityError(
                 f"parts.{role}: {part.file} is {size} bytes, the manifest says {part.size_bytes}; "
                 "the file was truncated or replaced, re-export the bundle"
             )
         if check_hashes:
-            digest = sha256_file(path)
+            digest = sha256_artifact(path, f"parts.{role}")
             if digest != part.sha256:
                 raise IntegrityError(
                     f"parts.{role}: sha256 of {part.file} is {digest[:16]}..., the manifest says {part.sha256[:16]}...; "

@@ -94,6 +94,12 @@ def _print_verification(report: dict) -> None:
     print(f"{'llm':<15} {r['precision']:<11} top-1 {r['top1_agreement']:.3f} over {r['positions']} positions  "
           f"last-logit max|diff| {r['last_logit_max_abs_diff']:.3g}  floor {r['floor']['min_top1']}  "
           f"{'ok' if r['passed'] else 'BELOW FLOOR'}")
+    for part in ("vision_encoder", "projector"):
+        if report[part].get("runtime_parity"):
+            print(f"{'':<15} {part}: {report[part]['method']}; runtime parity {report[part]['runtime_parity']}")
+    if report.get("end_to_end_unverified"):
+        print(f"end to end      not run here: {report['end_to_end_unverified']}")
+        return
     for case in report["end_to_end"]:
         print(f"end to end      {case['case']}: {case['greedy_tokens_equal']}/{case['greedy_tokens_total']} greedy tokens equal "
               f"(prompt tokens {'equal' if case['prompt_tokens_equal'] else 'DIFFER'})")

@@ -19,7 +19,9 @@ MANIFEST_NAME = "manifest.json"
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 
 PART_ROLES = ("vision_encoder", "projector", "llm")
-ARTIFACT_KINDS = ("onnx", "pte", "gguf")
+ARTIFACT_KINDS = ("onnx", "pte", "mlpackage", "gguf")
+# Artifacts that are folders (hashed as a sorted list of their files' hashes).
+FOLDER_KINDS = ("mlpackage",)
 
 
 def _get(d: dict, key: str, types: type | tuple, where: str, optional: bool = False, default: Any = None) -> Any:

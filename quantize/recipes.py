@@ -35,10 +35,13 @@ TENSOR_RECIPES: dict[str, TensorRecipe] = {
     r.name: r
     for r in (
         TensorRecipe("fp32", "float32 weights and activations", min_cosine=0.99999),
-        TensorRecipe("int8", "int8 per-channel weights, dynamic int8 activations (onnxruntime quantize_dynamic)", min_cosine=0.99),
+        TensorRecipe("fp16", "float16 compute (Core ML)", min_cosine=0.999),
+        TensorRecipe("int8", "int8 per-channel weights (ONNX/ExecuTorch: dynamic int8 activations; Core ML: weight-only)",
+                     min_cosine=0.99),
         TensorRecipe("int8-static", "QDQ int8 for NPUs: per-channel int8 weights, uint8 activations calibrated on images",
                      min_cosine=0.98),
-        TensorRecipe("int4", "int4 weights in blocks of 32 (MatMulNBits), float activations", min_cosine=0.98),
+        TensorRecipe("int4", "int4 weights in blocks of 32 (MatMulNBits / 8da4w / Core ML per-block)", min_cosine=0.98),
+        TensorRecipe("int4-palette", "4-bit k-means palettized weights (Core ML, iOS 17)", min_cosine=0.98),
     )
 }
 

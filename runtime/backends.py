@@ -6,6 +6,7 @@ know which runtime runs a part. Later targets (ExecuTorch, Core ML) add an entry
 from __future__ import annotations
 
 import os
+import sys
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Callable
@@ -41,6 +42,15 @@ def register_backend(kind: str):
         return cls
 
     return deco
+
+
+def unavailable_reason(part: PartSpec) -> str | None:
+    """Why this machine cannot run the part at all (not a device choice), or None."""
+    factory = _BACKENDS.get(part.kind)
+    if factory is None:
+        return f"no runtime backend for kind {part.kind!r}"
+    check = getattr(factory, "unavailable_reason", None)
+    return check() if check else None
 
 
 def open_tensor_part(path: Path, part: PartSpec, threads: int = 0, device: str = "cpu", strict: bool = False) -> TensorBackend:
@@ -124,3 +134,40 @@ class ExecuTorchBackend(TensorBackend):
         except Exception as e:
             raise BackendError(f"ExecuTorch failed on input of shape {tuple(x.shape)}: {e}") from None
         return out[0].numpy()
+
+
+@register_backend("mlpackage")
+class CoreMLBackend(TensorBackend):
+    """A Core ML mlprogram through coremltools. Core ML exists only on macOS/iOS."""
+
+    @staticmethod
+    def unavailable_reason() -> str | None:
+        if sys.platform != "darwin":
+            return "Core ML runs only on macOS/iOS"
+        return None
+
+    def __init__(self, path: Path, part: PartSpec, threads: int = 0, device: str = "cpu", strict: bool = False):
+        why = self.unavailable_reason()
+        if why:
+            raise BackendError(
+                f"parts.{part.role} is a Core ML .mlpackage and {why}; run this bundle on a Mac, "
+                "or export the part with --target onnx or --target executorch for this machine"
+            )
+        import coremltools as ct
+
+        units = {"cpu": ct.ComputeUnit.CPU_ONLY, "gpu": ct.ComputeUnit.CPU_AND_GPU, "npu": ct.ComputeUnit.CPU_AND_NE,
+                 "auto": ct.ComputeUnit.ALL}[device]
+        self.placement = Placement(device if device != "auto" else "auto", f"Core ML {units.name}")
+        try:
+            self.model = ct.models.MLModel(str(path), compute_units=units)
+        except Exception as e:
+            raise BackendError(f"parts.{part.role}: Core ML could not load {path.name}: {e}") from None
+        self.input_name = part.inputs[0].name
+        self.output_name = part.outputs[0].name
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        try:
+            return np.asarray(self.model.predict({self.input_name: x})[self.output_name], dtype=np.float32)
+        except Exception as e:
+            raise BackendError(f"Core ML failed on input of shape {tuple(x.shape)}: {e}") from None

@@ -81,7 +81,7 @@ class LlavaFamily(Family):
         projector="mlp (linear-gelu-linear)",
         encoders=("CLIP", "SigLIP"),
         backbones=SUPPORTED_TEXT,
-        targets=("onnx", "executorch", "gguf"),
+        targets=("onnx", "executorch", "coreml", "gguf"),
     )
 
     def load(self, path: str) -> LoadedCheckpoint:

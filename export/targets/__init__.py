@@ -1,5 +1,5 @@
 """Tensor-part targets; each module registers itself on import."""
 from .base import TensorTarget, register_target, registered_targets, tensor_target
-from . import executorch, onnx  # noqa: F401,E402  (registration)
+from . import coreml, executorch, onnx  # noqa: F401,E402  (registration)
 
 __all__ = ["TensorTarget", "register_target", "registered_targets", "tensor_target"]

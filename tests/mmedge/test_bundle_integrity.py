@@ -182,7 +182,7 @@ def test_whole_part_removed(bundle_copy):
         (("parts", "llm", "sha256"), "A" * 64, "expected 64 lowercase hex digits"),
         (("parts", "llm", "size_bytes"), -1, "expected >= 0, found -1"),
         (("parts", "llm", "size_bytes"), True, "found a boolean"),
-        (("parts", "llm", "kind"), "pickle", "expected one of ('onnx', 'pte', 'gguf'), found 'pickle'"),
+        (("parts", "llm", "kind"), "pickle", "expected one of ('onnx', 'pte', 'mlpackage', 'gguf'), found 'pickle'"),
         (("format_version",), "1", "expected int, found str"),
         (("format",), "something-else", "this folder is not an mmedge bundle"),
     ],

@@ -8,8 +8,13 @@ from mmedge.quantize.onnx_quant import ONNX_RECIPES, apply_onnx_recipe
 from mmedge.quantize.recipes import LLM_RECIPES, TENSOR_RECIPES, llm_recipe, tensor_recipe
 
 
-def test_every_tensor_recipe_has_onnx_mechanics():
-    assert set(TENSOR_RECIPES) == set(ONNX_RECIPES) == {"fp32", "int8", "int8-static", "int4"}
+def test_every_tensor_recipe_has_mechanics_somewhere():
+    from mmedge.quantize.coreml_quant import COREML_RECIPES
+    from mmedge.quantize.executorch_quant import EXECUTORCH_RECIPES
+
+    assert set(ONNX_RECIPES) == {"fp32", "int8", "int8-static", "int4"}
+    assert set(COREML_RECIPES) == {"fp32", "fp16", "int8", "int4", "int4-palette"}
+    assert set(ONNX_RECIPES) | set(EXECUTORCH_RECIPES) | set(COREML_RECIPES) == set(TENSOR_RECIPES)
 
 
 def test_executorch_mechanics_are_a_subset():
@@ -26,7 +31,7 @@ def test_floors_tighten_with_precision():
 
 @pytest.mark.parametrize("bad", ["int3", "FP32", "", "q8_0"])
 def test_unknown_tensor_precision(bad):
-    with pytest.raises(RecipeError, match=r"choose one of \['fp32', 'int8', 'int8-static', 'int4'\]"):
+    with pytest.raises(RecipeError, match=r"choose one of \['fp32', 'fp16', 'int8', 'int8-static', 'int4', 'int4-palette'\]"):
         tensor_recipe(bad, "encoder")
 
 
