@@ -245,8 +245,8 @@ def test_existing_folder_that_is_not_a_bundle(ckpt, tmp_path):
 @pytest.mark.parametrize(
     "kwargs,fragment,choices",
     [
-        (dict(encoder="int3"), "--encoder 'int3': unknown precision", "['fp32', 'int8', 'int4']"),
-        (dict(projector="fp8"), "--projector 'fp8': unknown precision", "['fp32', 'int8', 'int4']"),
+        (dict(encoder="int3"), "--encoder 'int3': unknown precision", "['fp32', 'fp16', 'int8', 'int8-static', 'int4', 'int4-palette']"),
+        (dict(projector="fp8"), "--projector 'fp8': unknown precision", "['fp32', 'fp16', 'int8', 'int8-static', 'int4', 'int4-palette']"),
         (dict(llm="Q2_Z"), "--llm 'Q2_Z': unknown GGUF type", "'Q4_K_M'"),
         (dict(llm="f32"), "--llm 'f32': unknown GGUF type", "'F32'"),
         (dict(encoder="FP32"), "--encoder 'FP32'", "'fp32'"),

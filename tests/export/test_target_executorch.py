@@ -65,7 +65,7 @@ def test_pte_batch_is_dynamic(et_fp32):
 
     path, m = et_fp32
     enc = open_tensor_part(path / m.parts["vision_encoder"].file, m.parts["vision_encoder"])
-    assert enc.provider == "ExecuTorch XNNPACK"
+    assert enc.provider == "ExecuTorch XnnpackBackend"
     x = np.random.default_rng(0).standard_normal((3, 3, 48, 48)).astype(np.float32)
     batched = enc.run(x)
     single = np.concatenate([enc.run(x[i : i + 1]) for i in range(3)])
@@ -128,7 +128,7 @@ def test_verify_refuses_a_silently_corrupted_pte(checkpoints, tmp_path, monkeypa
 def test_unknown_target_is_refused_up_front(checkpoints, tmp_path):
     from mmedge.export.exporter import ExportConfig
 
-    with pytest.raises(RecipeError, match=r"choose one of \['executorch', 'onnx'\]"):
+    with pytest.raises(RecipeError, match=r"choose one of \['coreml', 'executorch', 'onnx'\]"):
         ExportConfig(checkpoint=checkpoints("clip-llama-bpe"), output=tmp_path / "b", encoder_target="tflite")
 
 
