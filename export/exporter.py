@@ -8,7 +8,7 @@ from pathlib import Path
 
 import mmedge
 from mmedge.bundle import BundleWriter, artifact_size, sha256_artifact
-from mmedge.errors import BelowFloorError, ExportError
+from mmedge.errors import BelowFloorError, ExportError, RecipeError
 from mmedge.manifest import Manifest, PartSpec, TensorSpec
 from mmedge.progress import SILENT, Progress
 from mmedge.quantize.onnx_quant import NEEDS_CALIBRATION
@@ -31,6 +31,8 @@ class ExportConfig:
     llm: str = "F32"
     encoder_target: str = "onnx"
     projector_target: str = "onnx"
+    # More targets for both tensor parts in the same bundle (manifest `alternatives`).
+    extra_targets: tuple[str, ...] = ()
     calibration_images: Path | None = None  # for int8-static; None = the default set
     overwrite: bool = False
     verify: bool = True
@@ -44,6 +46,12 @@ class ExportConfig:
         tensor_recipe(self.projector, "projector")
         tensor_target(self.encoder_target).check(self.encoder, "encoder")
         tensor_target(self.projector_target).check(self.projector, "projector")
+        for name in self.extra_targets:
+            tensor_target(name).check(self.encoder, "encoder")
+            tensor_target(name).check(self.projector, "projector")
+        if len(set(self.extra_targets) | {self.encoder_target}) != len(self.extra_targets) + 1 or \
+                len(set(self.extra_targets) | {self.projector_target}) != len(self.extra_targets) + 1:
+            raise RecipeError(f"--target: each target once per part (got {self.encoder_target}, {list(self.extra_targets)})")
         if self.calibration_images is not None:
             from .calibration import load_calibration_images
 
@@ -81,7 +89,8 @@ def export_bundle(cfg: ExportConfig, progress: Progress = SILENT) -> Manifest:
     arch = architecture_of(cfg.checkpoint)
     family = family_for_architecture(arch)
     check_weights(cfg.checkpoint)
-    progress.total = 5 + (1 if cfg.verify else 0)
+    needs_calibration = cfg.encoder in NEEDS_CALIBRATION or cfg.projector in NEEDS_CALIBRATION
+    progress.total = 5 + 2 * len(cfg.extra_targets) + int(cfg.verify) + int(needs_calibration)
     with BundleWriter(cfg.output, overwrite=cfg.overwrite) as writer:
         import torch
 
@@ -112,12 +121,16 @@ def export_bundle(cfg: ExportConfig, progress: Progress = SILENT) -> Manifest:
         with tempfile.TemporaryDirectory(prefix="mmedge-export-") as tmp:
             tmp = Path(tmp)
             calibration = _calibration_inputs(cfg, preprocess, encoder, progress)
-            for role, module, example, output, in_name, out_name, precision, target_name in (
-                ("vision_encoder", encoder, example_pixels, example_features, "pixel_values", "image_features",
-                 cfg.encoder, cfg.encoder_target),
-                ("projector", projector, example_features, split, "image_features", "image_embeddings",
-                 cfg.projector, cfg.projector_target),
-            ):
+            jobs = [(role, target_name, False) for role, target_name in
+                    (("vision_encoder", cfg.encoder_target), ("projector", cfg.projector_target))]
+            jobs += [(role, name, True) for name in cfg.extra_targets for role in ("vision_encoder", "projector")]
+            io = {
+                "vision_encoder": (encoder, example_pixels, example_features, "pixel_values", "image_features", cfg.encoder),
+                "projector": (projector, example_features, split, "image_features", "image_embeddings", cfg.projector),
+            }
+            alternatives: dict[str, list[PartSpec]] = {}
+            for role, target_name, is_alternative in jobs:
+                module, example, output, in_name, out_name, precision = io[role]
                 target = tensor_target(target_name)
                 with progress.step(f"exporting {role} to {target.name} ({precision})"):
                     out = writer.path(f"{role}.{precision}.{target.suffix}")
@@ -126,8 +139,11 @@ def export_bundle(cfg: ExportConfig, progress: Progress = SILENT) -> Manifest:
                     details["target"] = target.name
                     if precision in NEEDS_CALIBRATION:
                         details["calibration"] = calibration["source"]
-                    parts[role] = _part(role, out, target.kind, precision, details,
-                                        _torch_specs(in_name, example, out_name, output))
+                    part = _part(role, out, target.kind, precision, details, _torch_specs(in_name, example, out_name, output))
+                    if is_alternative:
+                        alternatives.setdefault(role, []).append(part)
+                    else:
+                        parts[role] = part
 
             recipe = llm_recipe(cfg.llm)
             with progress.step("converting the LLM backbone to GGUF"):
@@ -160,6 +176,7 @@ def export_bundle(cfg: ExportConfig, progress: Progress = SILENT) -> Manifest:
                 **cfg.extra_source,
             },
             created_by=f"mmedge {mmedge.__version__}",
+            alternatives=alternatives,
         )
         if cfg.verify:
             from .verify import VerifyOptions, verify_bundle
@@ -172,6 +189,8 @@ def export_bundle(cfg: ExportConfig, progress: Progress = SILENT) -> Manifest:
             manifest.verification = report
             if not report["passed"] and not cfg.allow_below_floor:
                 failing = [p for p in ("vision_encoder", "projector", "llm") if not report[p]["passed"]]
+                failing += [f"{role} ({alt['target']})" for role, alts in report.get("alternatives", {}).items()
+                            for alt in alts if not alt["passed"]]
                 if not failing:  # only the end-to-end token match of a full-precision bundle failed
                     raise BelowFloorError(
                         f"the fp32/F32 bundle's greedy tokens differ from transformers generate "
@@ -220,6 +239,11 @@ def _eos_ids(ckpt) -> list[int]:
 def _floor_summary(report: dict, failing: list[str]) -> str:
     out = []
     for p in failing:
+        if p not in report:  # an alternative: "<role> (<target>)"
+            role, target = p.split(" (")
+            r = next(a for a in report["alternatives"][role] if a["target"] == target.rstrip(")"))
+            out.append(f"{p}: cosine {r['cosine']:.5f} < {r['floor']['min_cosine']}")
+            continue
         r = report[p]
         if "top1_agreement" in r:
             out.append(f"{p}: top-1 {r['top1_agreement']:.3f} < {r['floor']['min_top1']}")

@@ -60,7 +60,7 @@ def verify_bundle(bundle_dir: str | Path, family: Family, ckpt: LoadedCheckpoint
     import torch
 
     from mmedge.bundle import open_bundle
-    from mmedge.runtime.backends import open_tensor_part, unavailable_reason
+    from mmedge.runtime.backends import open_tensor_part, part_target, select_part, unavailable_reason
     from mmedge.runtime.llamacpp import LlamaModel, LlamaOptions
     from mmedge.runtime.pipeline import Pipeline, RuntimeOptions
     from mmedge.runtime.preprocess import preprocess_images
@@ -73,8 +73,9 @@ def verify_bundle(bundle_dir: str | Path, family: Family, ckpt: LoadedCheckpoint
     if m.family != family.info.name:
         raise VerificationError(f"the bundle is of family {m.family!r}, the reference checkpoint of {family.info.name!r}")
     # Parts this machine cannot run (Core ML off macOS) are checked statically at export; the
-    # rest is measured here, and end to end only when every part runs.
-    unavailable = {r: why for r in TENSOR_ROLES if (why := unavailable_reason(m.parts[r]))}
+    # rest is measured here, and end to end only when every role has a part that runs.
+    selected = {r: select_part(m.candidates(r)) for r in TENSOR_ROLES}
+    unavailable = {r: why for r in TENSOR_ROLES if (why := unavailable_reason(selected[r]))}
     pipe = None if unavailable else Pipeline(bundle_dir, runtime_options)
     runners, llm = {}, None
     try:
@@ -84,8 +85,8 @@ def verify_bundle(bundle_dir: str | Path, family: Family, ckpt: LoadedCheckpoint
         else:
             for role in TENSOR_ROLES:
                 if role not in unavailable:
-                    runners[role] = open_tensor_part(bundle.path_of(role), m.parts[role], options.threads, options.device,
-                                                     options.strict)
+                    runners[role] = open_tensor_part(bundle.path_for(selected[role]), selected[role], options.threads,
+                                                     options.device, options.strict)
             llm = LlamaModel(bundle.path_of("llm"), LlamaOptions(n_ctx=2048, n_threads=options.threads, exact=True))
         report: dict = {"reference": str(ckpt.path), "exact_mode": True,
                         "providers": {r: runners[r].provider if r in runners else f"not run here ({unavailable[r]})"
@@ -106,12 +107,23 @@ def verify_bundle(bundle_dir: str | Path, family: Family, ckpt: LoadedCheckpoint
                 ref_embeddings = projector(ref_features)
                 model_features = family.reference_image_features(ckpt, hf_pixels)
             report["split_vs_model_max_abs_diff"] = float((ref_embeddings - model_features.reshape(ref_embeddings.shape)).abs().max())
+            report["alternatives"] = {}
             for role, x, ref in (("vision_encoder", hf_pixels, ref_features), ("projector", ref_features, ref_embeddings)):
-                if role in runners:
-                    numbers = compare(ref.numpy(), runners[role].run(x.numpy()))
-                else:
-                    numbers = _static_check(m.parts[role], unavailable[role])
-                report[role] = _with_floor(numbers, m.parts[role].precision, role)
+                for part in m.candidates(role):
+                    if part is selected[role] and role in runners:
+                        numbers = compare(ref.numpy(), runners[role].run(x.numpy()))
+                    elif unavailable_reason(part) is None:
+                        runner = open_tensor_part(bundle.path_for(part), part, options.threads, options.device, options.strict)
+                        numbers = compare(ref.numpy(), runner.run(x.numpy()))
+                    else:
+                        numbers = _static_check(part, unavailable_reason(part))
+                    numbers = _with_floor(numbers, part.precision, role)
+                    numbers["target"] = part_target(part)
+                    if part is m.parts[role]:
+                        report[role] = numbers
+                    else:
+                        report["alternatives"].setdefault(role, []).append(numbers)
+            report["selected_targets"] = {r: part_target(p) for r, p in selected.items()}
 
         with progress.step("verify: LLM teacher-forced logits"):
             report["llm"] = _verify_llm(llm, ckpt, m.parts["llm"].precision)
@@ -130,7 +142,8 @@ def verify_bundle(bundle_dir: str | Path, family: Family, ckpt: LoadedCheckpoint
             "fp32", "fp32", "F32")
         report["end_to_end_must_match"] = full_precision and pipe is not None
         e2e_ok = report["greedy_tokens_equal"] == report["greedy_tokens_total"] or not report["end_to_end_must_match"]
-        report["passed"] = e2e_ok and all(report[p]["passed"] for p in ("vision_encoder", "projector", "llm"))
+        alternatives_ok = all(a["passed"] for alts in report["alternatives"].values() for a in alts)
+        report["passed"] = e2e_ok and alternatives_ok and all(report[p]["passed"] for p in ("vision_encoder", "projector", "llm"))
         return report
     finally:
         if pipe is not None:

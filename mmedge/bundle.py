@@ -92,6 +92,9 @@ class Bundle:
     def path_of(self, role: str) -> Path:
         return self.root / self.manifest.parts[role].file
 
+    def path_for(self, part) -> Path:
+        return self.root / part.file
+
 
 def read_manifest(root: Path) -> Manifest:
     root = Path(root)
@@ -117,22 +120,22 @@ def open_bundle(root: str | Path, check_hashes: bool = True) -> Bundle:
     """Validate manifest, paths and hashes. Nothing else in mmedge opens model files before this."""
     root = Path(root)
     manifest = read_manifest(root)
-    for role, part in manifest.parts.items():
-        path = contained_path(root, part.file, f"parts.{role}.file")
+    for label, part in manifest.all_parts():
+        path = contained_path(root, part.file, f"{label}.file")
         is_folder = part.kind in FOLDER_KINDS
         if not (path.is_dir() if is_folder else path.is_file()):
-            raise IntegrityError(f"parts.{role}: {'folder' if is_folder else 'file'} {part.file!r} is missing from the bundle; re-export it")
-        size = artifact_size(path, f"parts.{role}")
+            raise IntegrityError(f"{label}: {'folder' if is_folder else 'file'} {part.file!r} is missing from the bundle; re-export it")
+        size = artifact_size(path, label)
         if size != part.size_bytes:
             raise IntegrityError(
-                f"parts.{role}: {part.file} is {size} bytes, the manifest says {part.size_bytes}; "
+                f"{label}: {part.file} is {size} bytes, the manifest says {part.size_bytes}; "
                 "the file was truncated or replaced, re-export the bundle"
             )
         if check_hashes:
-            digest = sha256_artifact(path, f"parts.{role}")
+            digest = sha256_artifact(path, label)
             if digest != part.sha256:
                 raise IntegrityError(
-                    f"parts.{role}: sha256 of {part.file} is {digest[:16]}..., the manifest says {part.sha256[:16]}...; "
+                    f"{label}: sha256 of {part.file} is {digest[:16]}..., the manifest says {part.sha256[:16]}...; "
                     "the file was modified or corrupted, re-export the bundle"
                 )
     return Bundle(root=root, manifest=manifest)

@@ -48,10 +48,11 @@ def cmd_export(args) -> int:
     from mmedge.export.exporter import ExportConfig, export_bundle
     from mmedge.progress import Progress
 
+    targets = args.target or ["onnx"]
     cfg = ExportConfig(
         checkpoint=Path(args.checkpoint), output=Path(args.output), encoder=args.encoder, projector=args.projector,
-        llm=args.llm, encoder_target=args.encoder_target or args.target,
-        projector_target=args.projector_target or args.target, overwrite=args.force,
+        llm=args.llm, encoder_target=args.encoder_target or targets[0],
+        projector_target=args.projector_target or targets[0], extra_targets=tuple(targets[1:]), overwrite=args.force,
         calibration_images=Path(args.calibration_images) if args.calibration_images else None, verify=not args.no_verify, allow_below_floor=args.allow_below_floor,
         threads=args.threads,
     )
@@ -94,6 +95,10 @@ def _print_verification(report: dict) -> None:
     print(f"{'llm':<15} {r['precision']:<11} top-1 {r['top1_agreement']:.3f} over {r['positions']} positions  "
           f"last-logit max|diff| {r['last_logit_max_abs_diff']:.3g}  floor {r['floor']['min_top1']}  "
           f"{'ok' if r['passed'] else 'BELOW FLOOR'}")
+    for role, alts in report.get("alternatives", {}).items():
+        for r in alts:
+            print(f"{role:<15} {r['precision']:<11} cosine {r['cosine']:.6f}  max|diff| {r['max_abs_diff']:.3g}  "
+                  f"floor {r['floor']['min_cosine']}  {'ok' if r['passed'] else 'BELOW FLOOR'}  ({r['target']} variant)")
     for part in ("vision_encoder", "projector"):
         if report[part].get("runtime_parity"):
             print(f"{'':<15} {part}: {report[part]['method']}; runtime parity {report[part]['runtime_parity']}")
@@ -121,7 +126,7 @@ def cmd_run(args) -> int:
         sampling=SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed),
     )
     pipe = Pipeline(args.bundle, RuntimeOptions(n_ctx=args.ctx, threads=args.threads, exact=args.exact,
-                                                 device=args.device, strict=args.strict))
+                                                 device=args.device, strict=args.strict, target=args.target))
     for note in pipe.placement_notes:
         print(f"mmedge run: warning: {note}", file=sys.stderr)
     try:
@@ -201,7 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--projector", default="fp32", help="projector precision: fp32, int8, int8-static, int4")
     p.add_argument("--calibration-images", help="folder of images to calibrate int8-static (default: a built-in set)")
     p.add_argument("--llm", default="F32", help="LLM GGUF type: F32, F16, Q8_0, Q4_0, Q4_K_M")
-    p.add_argument("--target", default="onnx", help="target of the encoder and projector: onnx, executorch")
+    p.add_argument("--target", action="append", help="target of the encoder and projector: onnx (default), executorch, "
+                   "coreml; give it several times to put several compiled variants into one bundle")
     p.add_argument("--encoder-target", help="override --target for the vision encoder (mixed bundles)")
     p.add_argument("--projector-target", help="override --target for the projector (mixed bundles)")
     p.add_argument("--force", action="store_true", help="replace an existing bundle at the output path")
@@ -235,6 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stats", action="store_true", help="print per-stage timings and where each part ran to stderr")
     p.add_argument("--device", default="cpu", help="cpu, gpu, npu or auto (best present per part)")
     p.add_argument("--strict", action="store_true", help="fail instead of falling back to the CPU when --device is absent")
+    p.add_argument("--target", default="auto", help="which compiled variant to run when the bundle holds several "
+                   "(onnx, executorch, coreml; auto = the first this machine can run)")
 
     p = sub.add_parser("inspect", help="print a bundle's manifest readably")
     p.add_argument("bundle")

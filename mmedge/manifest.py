@@ -19,6 +19,7 @@ MANIFEST_NAME = "manifest.json"
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 
 PART_ROLES = ("vision_encoder", "projector", "llm")
+TENSOR_ROLES = ("vision_encoder", "projector")
 ARTIFACT_KINDS = ("onnx", "pte", "mlpackage", "gguf")
 # Artifacts that are folders (hashed as a sorted list of their files' hashes).
 FOLDER_KINDS = ("mlpackage",)
@@ -78,8 +79,8 @@ class PartSpec:
     details: dict = field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, role: str, d: dict) -> "PartSpec":
-        where = f"parts.{role}"
+    def from_dict(cls, role: str, d: dict, where: str | None = None) -> "PartSpec":
+        where = where or f"parts.{role}"
         kind = _get(d, "kind", str, where)
         if kind not in ARTIFACT_KINDS:
             raise ManifestError(f"{where}.kind: expected one of {ARTIFACT_KINDS}, found {kind!r}")
@@ -221,6 +222,13 @@ class PromptSpec:
         )
 
 
+def _labelled(parts: dict, alternatives: dict) -> list[tuple[str, "PartSpec"]]:
+    out = [(f"parts.{role}", part) for role, part in parts.items()]
+    for role, items in alternatives.items():
+        out += [(f"alternatives.{role}[{i}]", part) for i, part in enumerate(items)]
+    return out
+
+
 @dataclass
 class Manifest:
     family: str
@@ -235,6 +243,16 @@ class Manifest:
     created_by: str = ""
     format: str = FORMAT_NAME
     format_version: int = FORMAT_VERSION
+    # The same tensor part compiled for other targets (`--target` given several times); the
+    # runtime picks one per role (`select_part`).
+    alternatives: dict[str, list[PartSpec]] = field(default_factory=dict)
+
+    def all_parts(self) -> list[tuple[str, PartSpec]]:
+        """(label, part) for every artifact in the bundle, primary parts first."""
+        return _labelled(self.parts, self.alternatives)
+
+    def candidates(self, role: str) -> list[PartSpec]:
+        return [self.parts[role], *self.alternatives.get(role, [])]
 
     # -- parsing ----------------------------------------------------------------------------
     @classmethod
@@ -258,6 +276,16 @@ class Manifest:
         if unknown:
             raise ManifestError(f"manifest.parts: unknown part roles {unknown}; known roles are {list(PART_ROLES)}")
         parts = {role: PartSpec.from_dict(role, parts_raw[role]) for role in PART_ROLES}
+        alternatives = {}
+        for role, items in _get(d, "alternatives", dict, "manifest", True, {}).items():
+            if role not in TENSOR_ROLES:
+                raise ManifestError(f"manifest.alternatives: {role!r} cannot have alternatives; only {list(TENSOR_ROLES)} can")
+            if not isinstance(items, list):
+                raise ManifestError(f"manifest.alternatives.{role}: expected a list, found {type(items).__name__}")
+            alternatives[role] = [PartSpec.from_dict(role, item, f"alternatives.{role}[{i}]") for i, item in enumerate(items)]
+        files = [p.file for _, p in _labelled(parts, alternatives)]
+        if len(set(files)) != len(files):
+            raise ManifestError(f"manifest: two parts name the same file ({sorted(f for f in files if files.count(f) > 1)[0]})")
         preprocess = _get(d, "preprocess", dict, "manifest")
         return cls(
             family=_get(d, "family", str, "manifest"),
@@ -270,6 +298,7 @@ class Manifest:
             verification=_get(d, "verification", dict, "manifest", True, {}),
             source=_get(d, "source", dict, "manifest", True, {}),
             created_by=_get(d, "created_by", str, "manifest", True, ""),
+            alternatives=alternatives,
         )
 
     @classmethod
@@ -290,6 +319,8 @@ class Manifest:
             "architecture": self.architecture,
             "source": self.source,
             "parts": {role: part.to_dict() for role, part in self.parts.items()},
+            **({"alternatives": {r: [p.to_dict() for p in ps] for r, ps in self.alternatives.items()}}
+               if self.alternatives else {}),
             "preprocess": {"image": asdict(self.image_preprocess)},
             "image": asdict(self.image),
             "prompt": asdict(self.prompt),

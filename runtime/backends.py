@@ -53,6 +53,30 @@ def unavailable_reason(part: PartSpec) -> str | None:
     return check() if check else None
 
 
+TARGETS_BY_KIND = {"onnx": "onnx", "pte": "executorch", "mlpackage": "coreml"}
+
+
+def part_target(part: PartSpec) -> str:
+    return part.details.get("target") or TARGETS_BY_KIND.get(part.kind, part.kind)
+
+
+def select_part(candidates: list[PartSpec], target: str = "auto") -> PartSpec:
+    """The part to run among a role's compiled variants: the asked target, else the first one
+    this machine can run (the primary part first), else the primary (whose backend will say why)."""
+    if target != "auto":
+        for part in candidates:
+            if part_target(part) == target:
+                return part
+        raise BackendError(
+            f"--target {target}: the bundle's {candidates[0].role} was compiled for {[part_target(p) for p in candidates]}; "
+            "choose one of those or re-export with that target"
+        )
+    for part in candidates:
+        if unavailable_reason(part) is None:
+            return part
+    return candidates[0]
+
+
 def open_tensor_part(path: Path, part: PartSpec, threads: int = 0, device: str = "cpu", strict: bool = False) -> TensorBackend:
     factory = _BACKENDS.get(part.kind)
     if factory is None:

@@ -16,7 +16,7 @@ from PIL import Image
 from mmedge.bundle import Bundle, open_bundle
 from mmedge.errors import BackendError, PromptError, SamplingError
 
-from .backends import open_tensor_part
+from .backends import open_tensor_part, select_part
 from .devices import check_device, place_llm
 from .images import load_image
 from .llamacpp import LlamaModel, LlamaOptions, gpu_offload_available
@@ -33,6 +33,7 @@ class RuntimeOptions:
     exact: bool = False  # flash attention off + F32 KV cache: for verification
     check_hashes: bool = True
     device: str = "cpu"  # cpu | gpu | npu | auto (runtime/devices.py)
+    target: str = "auto"  # which compiled variant of the tensor parts to run, when a bundle holds several
     strict: bool = False  # an absent device is an error instead of a CPU fallback
 
     def __post_init__(self) -> None:
@@ -104,8 +105,11 @@ class Pipeline:
         self.bundle: Bundle = open_bundle(bundle_dir, check_hashes=self.options.check_hashes)
         m = self.bundle.manifest
         o = self.options
-        self.encoder = open_tensor_part(self.bundle.path_of("vision_encoder"), m.parts["vision_encoder"], o.threads, o.device, o.strict)
-        self.projector = open_tensor_part(self.bundle.path_of("projector"), m.parts["projector"], o.threads, o.device, o.strict)
+        self.parts = {role: select_part(m.candidates(role), o.target) for role in ("vision_encoder", "projector")}
+        self.encoder, self.projector = (
+            open_tensor_part(self.bundle.path_for(self.parts[r]), self.parts[r], o.threads, o.device, o.strict)
+            for r in ("vision_encoder", "projector")
+        )
         llm_placement, gpu_layers = place_llm(o.device, o.strict, gpu_offload_available())
         self.llm = LlamaModel(
             self.bundle.path_of("llm"),
