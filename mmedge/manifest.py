@@ -7,6 +7,7 @@ from deep inside the runtime.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -18,6 +19,8 @@ MANIFEST_NAME = "manifest.json"
 # A manifest is a small text file; anything bigger is not one of ours.
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 
+# The resampling filters the runtime implements (PIL's), by name.
+RESAMPLE_FILTERS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
 PART_ROLES = ("vision_encoder", "projector", "llm")
 TENSOR_ROLES = ("vision_encoder", "projector")
 ARTIFACT_KINDS = ("onnx", "pte", "mlpackage", "gguf")
@@ -151,19 +154,32 @@ class ImagePreprocessSpec:
         for name, values in (("image_mean", mean), ("image_std", std)):
             if values is not None and (len(values) != 3 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)):
                 raise ManifestError(f"{where}.{name}: expected 3 numbers, found {values!r}")
+        for name, values in (("image_mean", mean), ("image_std", std)):
+            if values is not None and not all(math.isfinite(v) for v in values):
+                raise ManifestError(f"{where}.{name}: expected finite numbers, found {values!r}")
         if std is not None and any(v == 0 for v in std):
             raise ManifestError(f"{where}.image_std: a zero would divide by zero")
+        resample = _get(d, "resample", str, where)
+        if resample not in RESAMPLE_FILTERS:
+            raise ManifestError(f"{where}.resample: expected one of {list(RESAMPLE_FILTERS)}, found {resample!r}")
+        rescale = _get(d, "rescale_factor", (int, float, type(None)), where, True, None)
+        if rescale is not None and not (math.isfinite(rescale) and rescale > 0):
+            raise ManifestError(f"{where}.rescale_factor: expected a positive number, found {rescale!r}")
+        layout = _get(d, "layout", str, where, True, "NCHW")
+        dtype = _get(d, "dtype", str, where, True, "float32")
+        if (layout, dtype) != ("NCHW", "float32"):
+            raise ManifestError(f"{where}: this mmedge produces NCHW float32 pixel values, the bundle asks {layout} {dtype}")
         return cls(
             resize_mode=mode,
             size=dict(size),
-            resample=_get(d, "resample", str, where),
+            resample=resample,
             crop_size=dict(crop) if crop else None,
-            rescale_factor=_get(d, "rescale_factor", (int, float, type(None)), where, True, None),
+            rescale_factor=rescale,
             image_mean=[float(v) for v in mean] if mean is not None else None,
             image_std=[float(v) for v in std] if std is not None else None,
             convert_rgb=_get(d, "convert_rgb", bool, where, True, True),
-            layout=_get(d, "layout", str, where, True, "NCHW"),
-            dtype=_get(d, "dtype", str, where, True, "float32"),
+            layout=layout,
+            dtype=dtype,
         )
 
     def output_hw(self) -> tuple[int, int]:
@@ -194,6 +210,8 @@ class ImageSlotSpec:
         )
         if not spec.marker:
             raise ManifestError("image.marker: must not be empty")
+        if spec.marker_token_id < 0:
+            raise ManifestError(f"image.marker_token_id: expected a token id >= 0, found {spec.marker_token_id}")
         if not 1 <= spec.tokens_per_image <= 1 << 20 or not 1 <= spec.embedding_dim <= 1 << 20:
             raise ManifestError("image.tokens_per_image / embedding_dim: out of range (1 .. 2^20)")
         return spec

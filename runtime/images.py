@@ -17,6 +17,8 @@ MAX_IMAGE_PIXELS = 64_000_000
 def load_image(path: str | os.PathLike) -> Image.Image:
     """Open an image file as an RGB PIL image, or raise `ImageError` saying what is wrong."""
     path = Path(path)
+    if path.is_dir():
+        raise ImageError(f"{path}: is a folder; give the path of one image file (repeat --image for several)")
     if not path.is_file():
         raise ImageError(f"{path}: no such file; give the path of a PNG, JPEG, WebP, BMP or GIF image")
     try:

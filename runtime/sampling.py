@@ -48,6 +48,8 @@ class Sampler:
     def __call__(self, logits: np.ndarray, banned: np.ndarray | None = None) -> int:
         """Pick the next token from one row of logits. `banned` ids get probability 0."""
         logits = np.asarray(logits, dtype=np.float64)
+        if np.isnan(logits).any():
+            raise SamplingError("the model returned NaN logits; the LLM part is broken (re-export it, or try F32/F16)")
         if banned is not None and banned.size:
             logits = logits.copy()
             logits[banned] = -np.inf

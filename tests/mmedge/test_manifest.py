@@ -457,3 +457,21 @@ def test_errors_are_manifest_errors_not_key_errors(valid):
     # required: 8 top level + preprocess.image + 4 in it (resize_mode, size, shortest_edge, resample)
     # + 2 crop_size keys + 3 parts + 3 x 5 part fields + 4 image fields = 37
     assert outcomes == {"ok": 71 - 37, "error": 37}
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("resample", "cubic-ish", "preprocess.image.resample: expected one of"),
+    ("rescale_factor", 0, "rescale_factor: expected a positive number"),
+    ("rescale_factor", -0.5, "rescale_factor: expected a positive number"),
+    ("image_mean", [0.5, float("nan"), 0.5], "image_mean: expected finite numbers"),
+    ("layout", "NHWC", "NCHW float32 pixel values, the bundle asks NHWC float32"),
+    ("dtype", "float16", "the bundle asks NCHW float16"),
+])
+def test_preprocess_values_the_runtime_cannot_honour(valid, field, value, message):
+    valid["preprocess"]["image"][field] = value
+    assert message in _error(valid)
+
+
+def test_negative_marker_token_id(valid):
+    valid["image"]["marker_token_id"] = -1
+    assert "image.marker_token_id: expected a token id >= 0" in _error(valid)

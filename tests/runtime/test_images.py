@@ -36,7 +36,7 @@ def test_missing_file(tmp_path):
 
 
 def test_directory_is_not_a_file(tmp_path):
-    with pytest.raises(ImageError, match="no such file"):
+    with pytest.raises(ImageError, match="is a folder; give the path of one image file"):
         load_image(tmp_path)
 
 

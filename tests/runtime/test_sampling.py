@@ -242,3 +242,13 @@ def test_boundary_params_are_valid():
     assert SamplingParams(top_p=1e-12).top_p == 1e-12
     p = SamplingParams(temperature=np.float32(0.5), top_k=np.int64(3), seed=np.int64(5))
     assert Sampler(p)(LOGITS) in (1, 3, 5)
+
+
+def test_nan_logits_are_refused():
+    from mmedge.runtime.sampling import Sampler, SamplingParams
+
+    logits = np.zeros(10)
+    logits[3] = np.nan
+    for params in (SamplingParams(), SamplingParams(temperature=0.8, seed=1)):
+        with pytest.raises(SamplingError, match="NaN logits"):
+            Sampler(params)(logits)
