@@ -55,6 +55,13 @@ def check_weights(path: str | Path) -> None:
 def quiet_transformers() -> None:
     """mmedge prints its own progress; transformers' per-load bars and its torchvision-fallback
     notice (the PIL processors it falls back to are the ones mmedge reproduces) are noise here."""
+    import logging
+
+    # transformers imports torchao when it is installed (for ExecuTorch): torchao logs every optional
+    # CUDA kernel library it cannot load, and torch logs a deprecation per enum torchao registers.
+    # Set before transformers' model modules are imported.
+    logging.getLogger("torchao").setLevel(logging.ERROR)
+    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()

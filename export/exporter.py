@@ -41,6 +41,8 @@ class ExportConfig:
     extra_source: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if not 0 <= self.threads <= 1024:
+            raise RecipeError(f"--threads must be in 0 .. 1024 (0 = all cores), got {self.threads}")
         # Refuse unknown precisions before any heavy work.
         tensor_recipe(self.encoder, "encoder")
         tensor_recipe(self.projector, "projector")

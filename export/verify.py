@@ -53,6 +53,12 @@ class VerifyOptions:
     device: str = "cpu"
     strict: bool = False
 
+    def __post_init__(self) -> None:
+        if not 1 <= self.greedy_tokens <= 1024:
+            raise VerificationError(f"--tokens must be in 1 .. 1024 greedy tokens per case, got {self.greedy_tokens}")
+        if not 0 <= self.threads <= 1024:
+            raise VerificationError(f"--threads must be in 0 .. 1024 (0 = all cores), got {self.threads}")
+
 
 def verify_bundle(bundle_dir: str | Path, family: Family, ckpt: LoadedCheckpoint, options: VerifyOptions | None = None,
                   progress: Progress = SILENT) -> dict:

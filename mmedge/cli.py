@@ -70,9 +70,9 @@ def cmd_verify(args) -> int:
     from mmedge.export.verify import VerifyOptions, verify_bundle
     from mmedge.progress import Progress
 
+    options = VerifyOptions(greedy_tokens=args.tokens, threads=args.threads, device=args.device, strict=args.strict)
     family = family_for_architecture(architecture_of(args.reference))
     ckpt = family.load(args.reference)
-    options = VerifyOptions(greedy_tokens=args.tokens, threads=args.threads, device=args.device, strict=args.strict)
     report = verify_bundle(args.bundle, family, ckpt, options,
                            progress=Progress(enabled=not args.json))
     if args.json:
@@ -202,8 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export a checkpoint folder to a verified bundle")
     p.add_argument("checkpoint", help="a local Hugging Face checkpoint folder (safetensors)")
     p.add_argument("-o", "--output", required=True, help="the bundle folder to write")
-    p.add_argument("--encoder", default="fp32", help="vision encoder precision: fp32, int8, int8-static, int4")
-    p.add_argument("--projector", default="fp32", help="projector precision: fp32, int8, int8-static, int4")
+    p.add_argument("--encoder", default="fp32", help="vision encoder precision: fp32, int8, int4; int8-static (onnx); "
+                   "fp16, int4-palette (coreml)")
+    p.add_argument("--projector", default="fp32", help="projector precision: same choices as --encoder")
     p.add_argument("--calibration-images", help="folder of images to calibrate int8-static (default: a built-in set)")
     p.add_argument("--llm", default="F32", help="LLM GGUF type: F32, F16, Q8_0, Q4_0, Q4_K_M")
     p.add_argument("--target", action="append", help="target of the encoder and projector: onnx (default), executorch, "
@@ -235,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=0)
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--ctx", type=int, default=4096, help="context length in positions")
+    p.add_argument("--ctx", type=int, default=4096, help="context length in positions (llama.cpp rounds it up to a multiple of 256 and caps it at the model's)")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--exact", action="store_true", help="F32 KV cache and no flash attention (verification mode)")
     p.add_argument("--stats", action="store_true", help="print per-stage timings and where each part ran to stderr")
@@ -246,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("inspect", help="print a bundle's manifest readably")
     p.add_argument("bundle")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
     p.add_argument("--no-hash", action="store_true", help="skip the sha256 check (faster on big bundles)")
 
     p = sub.add_parser("demo", help="build a tiny LLaVA, export, verify and run it (no network)")

@@ -7,7 +7,7 @@ from pathlib import Path
 from mmedge.errors import UnsupportedConfigError
 from mmedge.manifest import ImagePreprocessSpec, ImageSlotSpec, PromptSpec
 
-from ..checkpoint import load_pretrained
+from ..checkpoint import load_pretrained, quiet_transformers
 from .base import Family, FamilyInfo, LoadedCheckpoint, register_family
 
 # Image processors whose preprocessing mmedge reproduces, and how their fields map to the spec.
@@ -85,6 +85,7 @@ class LlavaFamily(Family):
     )
 
     def load(self, path: str) -> LoadedCheckpoint:
+        quiet_transformers()
         from transformers import AutoProcessor, LlavaForConditionalGeneration
 
         model, config = load_pretrained(LlavaForConditionalGeneration, path)

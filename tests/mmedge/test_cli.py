@@ -112,3 +112,15 @@ def test_export_refuses_a_part_below_its_floor(tmp_path, checkpoints):
     assert report["passed"] is False and report["allow_below_floor"] is True
     assert report["vision_encoder"]["passed"] is False
     assert report["vision_encoder"]["cosine"] < report["vision_encoder"]["floor"]["min_cosine"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (("verify", "{bundle}", "--reference", "{ckpt}", "--tokens", "0"), "--tokens must be in 1 .. 1024"),
+    (("verify", "{bundle}", "--reference", "{ckpt}", "--threads", "-2"), "--threads must be in 0 .. 1024"),
+    (("export", "{ckpt}", "-o", "{out}", "--threads", "-1"), "--threads must be in 0 .. 1024"),
+])
+def test_bad_numbers_are_refused_before_work(args, message, fp32_bundle, checkpoints, tmp_path):
+    fill = {"bundle": fp32_bundle, "ckpt": checkpoints("clip-llama-bpe"), "out": tmp_path / "b"}
+    proc = run(*(a.format(**fill) for a in args), timeout=120)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "b").exists()

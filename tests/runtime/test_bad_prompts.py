@@ -256,7 +256,7 @@ def _write(path: Path, data: bytes) -> Path:
         (lambda d: _write(d / "notes.png", b"this is a text file, not a PNG\n"), "not an image file PIL can read"),
         (lambda d: _write(d / "empty.jpg", b""), "not an image file PIL can read"),
         (lambda d: d / "missing.png", "no such file"),
-        (lambda d: d, "no such file"),  # a folder
+        (lambda d: d, "is a folder"),
     ],
     ids=["text-as-png", "empty-file", "missing", "folder"],
 )
