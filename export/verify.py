@@ -82,7 +82,7 @@ def verify_bundle(bundle_dir: str | Path, family: Family, ckpt: LoadedCheckpoint
     # rest is measured here, and end to end only when every role has a part that runs.
     selected = {r: select_part(m.candidates(r)) for r in TENSOR_ROLES}
     unavailable = {r: why for r in TENSOR_ROLES if (why := unavailable_reason(selected[r]))}
-    pipe = None if unavailable else Pipeline(bundle_dir, runtime_options)
+    pipe = None if unavailable else Pipeline(bundle, runtime_options)  # already hashed: not again
     runners, llm = {}, None
     try:
         if pipe is not None:

@@ -27,7 +27,6 @@ GGML_TYPE_F32 = 0
 GGML_TYPE_F16 = 1
 # llama_flash_attn_type (llama.h)
 FLASH_ATTN_DISABLED = 0
-FLASH_ATTN_AUTO = -1
 # llama_token_attr bits (llama.h)
 _ATTR_CONTROL = 1 << 3
 _ATTR_USER_DEFINED = 1 << 4
@@ -101,13 +100,11 @@ class LlamaModel:
         threads = options.n_threads or (os.cpu_count() or 1)
         cparams.n_threads = threads
         cparams.n_threads_batch = threads
+        # Off in both modes: exactness needs it off, and on CPU it decodes slower.
+        cparams.flash_attn_type = FLASH_ATTN_DISABLED
         if options.exact:
-            cparams.flash_attn_type = FLASH_ATTN_DISABLED
             cparams.type_k = GGML_TYPE_F32
             cparams.type_v = GGML_TYPE_F32
-        else:
-            # Measured on CPU: flash attention is slower to decode there, so off by default too.
-            cparams.flash_attn_type = FLASH_ATTN_DISABLED
         self.ctx = _ll.llama_init_from_model(self.model, cparams)
         if not self.ctx:
             _ll.llama_model_free(self.model)
@@ -118,7 +115,7 @@ class LlamaModel:
         self._token_batch = _ll.llama_batch_init(self.n_batch, 0, 1)
         self._embd_batch = _ll.llama_batch_init(self.n_batch, self.n_embd, 1)
         self.n_past = 0
-        self._eog = np.array([t for t in range(self.n_vocab) if _ll.llama_vocab_is_eog(self.vocab, t)], dtype=np.int64)
+        self._eog: np.ndarray | None = None  # built on first use: a ctypes call per vocabulary entry
 
     # -- tokens ------------------------------------------------------------------------------
     def tokenize(self, text: str, add_special: bool, parse_special: bool = True) -> list[int]:
@@ -149,6 +146,9 @@ class LlamaModel:
 
     @property
     def eog_tokens(self) -> np.ndarray:
+        """Every end-of-generation token id (llama.cpp's set: EOS, EOT, and the like)."""
+        if self._eog is None:
+            self._eog = np.array([t for t in range(self.n_vocab) if _ll.llama_vocab_is_eog(self.vocab, t)], dtype=np.int64)
         return self._eog
 
     def is_eog(self, token: int) -> bool:

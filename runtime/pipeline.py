@@ -99,10 +99,12 @@ class GenerationResult:
 class Pipeline:
     """A loaded bundle, ready to answer prompts about images."""
 
-    def __init__(self, bundle_dir: str | Path, options: RuntimeOptions | None = None):
+    def __init__(self, bundle: str | Path | Bundle, options: RuntimeOptions | None = None):
+        """`bundle`: a folder (opened and integrity-checked here) or a `Bundle` already opened so."""
         self.options = options or RuntimeOptions()
         t0 = time.perf_counter()
-        self.bundle: Bundle = open_bundle(bundle_dir, check_hashes=self.options.check_hashes)
+        self.bundle: Bundle = (bundle if isinstance(bundle, Bundle)
+                               else open_bundle(bundle, check_hashes=self.options.check_hashes))
         m = self.bundle.manifest
         o = self.options
         self.parts = {role: select_part(m.candidates(role), o.target) for role in ("vision_encoder", "projector")}

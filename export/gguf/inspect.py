@@ -12,5 +12,10 @@ def tensor_types(path: Path) -> dict[str, str]:
     return {t.name: t.tensor_type.name for t in reader.tensors}
 
 
+def count_types(types: dict[str, str]) -> dict[str, int]:
+    """{tensor name: type} -> {type: how many tensors}, sorted by type name."""
+    return dict(sorted(Counter(types.values()).items()))
+
+
 def tensor_type_counts(path: Path) -> dict[str, int]:
-    return dict(sorted(Counter(tensor_types(path).values()).items()))
+    return count_types(tensor_types(path))

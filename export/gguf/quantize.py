@@ -11,7 +11,7 @@ from pathlib import Path
 
 from mmedge.errors import ExportError, RecipeError
 
-from .inspect import tensor_types
+from .inspect import count_types, tensor_types
 
 # --llm name -> llama_ftype constant name in llama.h, and the ggml types the name promises.
 FTYPES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -37,12 +37,9 @@ def quantize_gguf(src: Path, dst: Path, name: str, threads: int = 0) -> dict:
     if rc != 0 or not Path(dst).is_file():
         raise ExportError(f"llama_model_quantize to {name} failed (code {rc})")
     types = tensor_types(dst)
-    counts: dict[str, int] = {}
-    for t in types.values():
-        counts[t] = counts.get(t, 0) + 1
     # 2-D weights that did not get a promised type: llama.cpp's fallbacks (or its deliberate choices).
     other = sorted({t for n, t in types.items() if n.endswith(".weight") and t not in promised and t not in ("F32",)})
-    info = {"tensor_types": dict(sorted(counts.items())), "n_tensors": len(types), "quantized_by": "llama_model_quantize",
+    info = {"tensor_types": count_types(types), "n_tensors": len(types), "quantized_by": "llama_model_quantize",
             "requested": name}
     if other:
         info["fallback_note"] = (

@@ -65,8 +65,7 @@ def _gguf_name(hf_name: str, n_layers: int) -> str | None:
         bid = int(parts[2])
         suffix = ".".join(parts[3:])
         if suffix in LAYER_TENSORS and bid < n_layers:
-            base = gguf.TENSOR_NAMES[gguf.MODEL_TENSOR[LAYER_TENSORS[suffix]]].format(bid=bid)
-            return base
+            return gguf.TENSOR_NAMES[gguf.MODEL_TENSOR[LAYER_TENSORS[suffix]]].format(bid=bid)
     return None
 
 

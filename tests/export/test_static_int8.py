@@ -53,8 +53,6 @@ def test_static_bundle_within_floor_and_really_qdq(static_bundle, photo_folder):
 def test_calibration_changes_the_scales(static_bundle, bundles):
     """The same fp32 graph calibrated on real photos vs the default set gets different ranges
     and different outputs."""
-    import torch
-
     from mmedge.export.calibration import default_calibration_images
     from mmedge.quantize.onnx_quant import apply_onnx_recipe
     from mmedge.runtime.backends import open_tensor_part

@@ -1,13 +1,12 @@
-"""open_bundle / Pipeline / the CLI on damaged bundles: each damage is one named error that says
-what to do, and no model parser (onnxruntime, llama.cpp) ever sees a file that failed its check."""
+"""open_bundle / Pipeline on damaged bundles: each damage is one named error that says what to do,
+and no model parser (onnxruntime, llama.cpp) ever sees a file that failed its check.
+
+The CLI on damaged bundles is in test_cli_damaged_bundle.py."""
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,28 +21,12 @@ from mmedge.errors import (
 )
 from mmedge.manifest import MAX_MANIFEST_BYTES
 
+from .bundle_helpers import flip_byte, part_file, point_part_at, read_manifest_dict, write_manifest_dict
+
 ROLES = ("vision_encoder", "projector", "llm")
 
 
 # -- helpers ----------------------------------------------------------------------------------
-def read_manifest_dict(bundle: Path) -> dict:
-    return json.loads((bundle / "manifest.json").read_text())
-
-
-def write_manifest_dict(bundle: Path, data) -> None:
-    (bundle / "manifest.json").write_text(json.dumps(data, indent=2))
-
-
-def part_file(bundle: Path, role: str) -> Path:
-    return bundle / read_manifest_dict(bundle)["parts"][role]["file"]
-
-
-def flip_byte(path: Path, offset: int) -> None:
-    data = bytearray(path.read_bytes())
-    data[offset] ^= 0xFF
-    path.write_bytes(bytes(data))
-
-
 def raises_exactly(exc_type, fn, *args, **kwargs):
     """Like pytest.raises, but a subclass (e.g. ManifestVersionError for ManifestError) does not count."""
     with pytest.raises(exc_type) as info:
@@ -286,18 +269,12 @@ def test_part_file_replaced_by_a_folder(bundle_copy):
 
 
 # -- paths that leave the bundle ---------------------------------------------------------------
-def _point_part_at(bundle: Path, role: str, new_file: str) -> None:
-    data = read_manifest_dict(bundle)
-    data["parts"][role]["file"] = new_file
-    write_manifest_dict(bundle, data)
-
-
 def test_part_path_with_dotdot(bundle_copy, parsers):
     # The file really is there, outside, with the right size and sha256: only the path rule stops it.
     real = part_file(bundle_copy, "vision_encoder")
     outside = bundle_copy.parent / "outside.onnx"
     shutil.copyfile(real, outside)
-    _point_part_at(bundle_copy, "vision_encoder", "../outside.onnx")
+    point_part_at(bundle_copy, "vision_encoder", "../outside.onnx")
     msg = raises_exactly(UnsafePathError, open_bundle, bundle_copy)
     assert "parts.vision_encoder.file" in msg and "'../outside.onnx'" in msg
     assert "must be relative and stay inside the bundle" in msg
@@ -310,7 +287,7 @@ def test_part_path_with_dotdot(bundle_copy, parsers):
 
 @pytest.mark.parametrize("path", ["/etc/passwd", "sub/../../outside.onnx", "./../outside.onnx", "//etc/passwd"])
 def test_part_path_absolute_or_escaping(bundle_copy, path):
-    _point_part_at(bundle_copy, "llm", path)
+    point_part_at(bundle_copy, "llm", path)
     msg = raises_exactly(UnsafePathError, open_bundle, bundle_copy)
     assert f"parts.llm.file: path {path!r} must be relative and stay inside the bundle" in msg
 
@@ -318,7 +295,7 @@ def test_part_path_absolute_or_escaping(bundle_copy, path):
 @pytest.mark.parametrize("path", ["", ".", "./", "a\x00b.onnx"])
 def test_part_path_that_names_no_file(bundle_copy, path):
     # "." once escaped as an IndexError from contained_path.
-    _point_part_at(bundle_copy, "projector", path)
+    point_part_at(bundle_copy, "projector", path)
     msg = raises_exactly(UnsafePathError, open_bundle, bundle_copy)
     assert "parts.projector.file" in msg
 
@@ -354,7 +331,7 @@ def test_part_under_a_symlinked_folder_pointing_outside(bundle_copy):
     outside_dir.mkdir()
     shutil.copyfile(real, outside_dir / real.name)
     (bundle_copy / "sub").symlink_to(outside_dir)
-    _point_part_at(bundle_copy, "vision_encoder", f"sub/{real.name}")
+    point_part_at(bundle_copy, "vision_encoder", f"sub/{real.name}")
     msg = raises_exactly(UnsafePathError, open_bundle, bundle_copy)
     assert "outside the bundle" in msg
 
@@ -402,71 +379,6 @@ def test_foreign_json_manifest(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"name": "some npm package", "version": "1.0.0"}))
     msg = raises_exactly(ManifestError, open_bundle, tmp_path)
     assert "manifest.format: required field is missing" in msg
-
-
-# -- the CLI: one line on stderr, exit code 2, no traceback ---------------------------------------
-def _corrupt(bundle: Path, how: str) -> str:
-    """Damage the bundle; return a fragment the one-line error must contain."""
-    if how == "flipped-gguf":
-        flip_byte(part_file(bundle, "llm"), 0)
-        return "sha256 of llm.F32.gguf"
-    if how == "truncated-onnx":
-        path = part_file(bundle, "vision_encoder")
-        path.write_bytes(path.read_bytes()[:100])
-        return "is 100 bytes"
-    if how == "no-manifest":
-        (bundle / "manifest.json").unlink()
-        return "missing"
-    if how == "version-99":
-        data = read_manifest_dict(bundle)
-        data["format_version"] = 99
-        write_manifest_dict(bundle, data)
-        return "the bundle is version 99"
-    if how == "escaping-path":
-        _point_part_at(bundle, "llm", "/etc/passwd")
-        return "'/etc/passwd' must be relative"
-    if how == "deep-json":
-        (bundle / "manifest.json").write_text("[" * 100_000)
-        return "nested too deeply"
-    raise AssertionError(how)
-
-
-def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.run([sys.executable, "-m", "mmedge.cli", *args], capture_output=True, text=True, timeout=120, env=env, cwd=cwd)
-
-
-@pytest.mark.parametrize("how", ["flipped-gguf", "truncated-onnx", "no-manifest", "version-99", "escaping-path", "deep-json"])
-@pytest.mark.parametrize("command", ["inspect", "run"])
-def test_cli_on_a_corrupted_bundle(bundle_copy, tmp_path, command, how):
-    fragment = _corrupt(bundle_copy, how)
-    args = [command, str(bundle_copy)]
-    if command == "run":
-        image = tmp_path / "img.png"
-        from PIL import Image
-
-        Image.new("RGB", (32, 32), (200, 10, 10)).save(image)
-        args += ["--image", str(image), "--prompt", "What is this?", "--max-tokens", "4"]
-    proc = run_cli(*args)
-    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith(f"mmedge {command}: error: ")
-    assert fragment in lines[0]
-    assert proc.stdout.strip() == ""
-
-
-def test_cli_inspect_intact_and_no_hash(bundle_copy):
-    """Controls for the test above: the intact copy inspects fine; a flipped byte passes --no-hash."""
-    ok = run_cli("inspect", str(bundle_copy))
-    assert ok.returncode == 0, ok.stderr
-    sha = read_manifest_dict(bundle_copy)["parts"]["llm"]["sha256"]
-    assert f"sha256 {sha[:12]}" in ok.stdout
-    flip_byte(part_file(bundle_copy, "llm"), 10)
-    assert run_cli("inspect", str(bundle_copy)).returncode == 2
-    unchecked = run_cli("inspect", "--no-hash", str(bundle_copy))
-    assert unchecked.returncode == 0 and f"sha256 {sha[:12]}" in unchecked.stdout
 
 
 def test_open_bundle_does_not_modify_the_bundle(bundle_copy):
