@@ -122,7 +122,7 @@ def export_bundle(cfg: ExportConfig, progress: Progress = SILENT) -> Manifest:
         parts: dict[str, PartSpec] = {}
         with tempfile.TemporaryDirectory(prefix="mmedge-export-") as tmp:
             tmp = Path(tmp)
-            calibration = _calibration_inputs(cfg, preprocess, encoder, progress)
+            calibration = _calibration_inputs(cfg, preprocess, slot, encoder, progress)
             jobs = [(role, target_name, False) for role, target_name in
                     (("vision_encoder", cfg.encoder_target), ("projector", cfg.projector_target))]
             jobs += [(role, name, True) for name in cfg.extra_targets for role in ("vision_encoder", "projector")]
@@ -209,13 +209,14 @@ def export_bundle(cfg: ExportConfig, progress: Progress = SILENT) -> Manifest:
     return manifest
 
 
-def _calibration_inputs(cfg: ExportConfig, preprocess, encoder, progress: Progress) -> dict:
+def _calibration_inputs(cfg: ExportConfig, preprocess, slot, encoder, progress: Progress) -> dict:
     """Input batches for each tensor part, from the calibration images, only when a recipe needs them."""
     if cfg.encoder not in NEEDS_CALIBRATION and cfg.projector not in NEEDS_CALIBRATION:
         return {}
+    import numpy as np
     import torch
 
-    from mmedge.runtime.preprocess import preprocess_images
+    from mmedge.runtime.layouts import image_layout
 
     from .calibration import default_calibration_images, load_calibration_images
 
@@ -224,7 +225,10 @@ def _calibration_inputs(cfg: ExportConfig, preprocess, encoder, progress: Progre
             images, source = load_calibration_images(cfg.calibration_images), str(cfg.calibration_images)
         else:
             images, source = default_calibration_images(), "default set (16 synthetic photo-like images)"
-        pixels = [preprocess_images(images[i : i + 4], preprocess) for i in range(0, len(images), 4)]
+        # What the encoder will see at run time: the bundle's own layout (tiles, views) of each image.
+        layout = image_layout(preprocess, slot)
+        tiles = np.concatenate([layout.prepare(img).tiles for img in images])
+        pixels = [tiles[i : i + 4] for i in range(0, len(tiles), 4)]
         with torch.no_grad():
             features = [encoder(torch.from_numpy(p)).numpy() for p in pixels]
     return {"vision_encoder": pixels, "projector": features,

@@ -69,7 +69,7 @@ def verify_bundle(bundle_dir: str | Path, family: Family, ckpt: LoadedCheckpoint
     from mmedge.runtime.backends import open_tensor_part, part_target, select_part, unavailable_reason
     from mmedge.runtime.llamacpp import LlamaModel, LlamaOptions
     from mmedge.runtime.pipeline import Pipeline, RuntimeOptions
-    from mmedge.runtime.preprocess import preprocess_images
+    from mmedge.runtime.layouts import image_layout
 
     options = options or VerifyOptions()
     runtime_options = RuntimeOptions(exact=True, threads=options.threads, n_ctx=2048, device=options.device,
@@ -104,9 +104,14 @@ def verify_bundle(bundle_dir: str | Path, family: Family, ckpt: LoadedCheckpoint
 
         with progress.step("verify: preprocessing, encoder, projector"):
             images = [img for case in CASES for img in case_images(case)]
-            hf_pixels = family.reference_inputs(ckpt, images, m.image.marker * len(images))["pixel_values"]
-            ours = preprocess_images(images, m.image_preprocess)
-            report["preprocess"] = {"max_abs_diff": float(np.abs(ours - hf_pixels.numpy()).max()), "images": len(images)}
+            hf_pixels = family.reference_pixel_values(ckpt, images, m.image.marker)
+            layout = image_layout(m.image_preprocess, m.image)
+            ours = np.concatenate([layout.prepare(img).tiles for img in images])
+            if ours.shape != tuple(hf_pixels.shape):
+                raise VerificationError(f"preprocessing: the bundle's layout makes encoder inputs {ours.shape}, "
+                                        f"the HF processor {tuple(hf_pixels.shape)}")
+            report["preprocess"] = {"max_abs_diff": float(np.abs(ours - hf_pixels.numpy()).max()), "images": len(images),
+                                    "encoder_inputs": int(ours.shape[0])}
 
             with torch.no_grad():
                 ref_features = encoder(hf_pixels)

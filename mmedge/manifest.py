@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .errors import ManifestError, ManifestVersionError
+from .image_layouts import LayoutSpec, SingleView, parse_layout
+from .validation import get_field as _get
 
 FORMAT_NAME = "mmedge-bundle"
 FORMAT_VERSION = 1
@@ -26,27 +28,6 @@ TENSOR_ROLES = ("vision_encoder", "projector")
 ARTIFACT_KINDS = ("onnx", "pte", "mlpackage", "gguf")
 # Artifacts that are folders (hashed as a sorted list of their files' hashes).
 FOLDER_KINDS = ("mlpackage",)
-
-
-def _get(d: dict, key: str, types: type | tuple, where: str, optional: bool = False, default: Any = None) -> Any:
-    if not isinstance(d, dict):
-        raise ManifestError(f"{where}: expected a JSON object, found {type(d).__name__}")
-    if key not in d:
-        if optional:
-            return default
-        raise ManifestError(f"{where}.{key}: required field is missing; re-export the bundle with `mmedge export`")
-    value = d[key]
-    # bool is an int in Python; a JSON true must not pass as a number.
-    if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
-        raise ManifestError(f"{where}.{key}: expected {_type_names(types)}, found a boolean")
-    if not isinstance(value, types):
-        raise ManifestError(f"{where}.{key}: expected {_type_names(types)}, found {type(value).__name__}")
-    return value
-
-
-def _type_names(types: type | tuple) -> str:
-    types = types if isinstance(types, tuple) else (types,)
-    return " or ".join(t.__name__ for t in types)
 
 
 @dataclass(frozen=True)
@@ -192,12 +173,19 @@ class ImagePreprocessSpec:
 
 @dataclass(frozen=True)
 class ImageSlotSpec:
-    """How images enter the prompt: a marker string in the text, one token, replaced by embeddings."""
+    """How images enter the prompt.
+
+    `marker` is what the prompt holds once per image; the layout expands it (as the HF processor
+    does, on the text) into image tokens (`marker_token_id`), whose positions take the image's
+    embedding rows in order. `tokens_per_image` is the projector's rows per encoder input (a tile,
+    for tiling layouts).
+    """
 
     marker: str
     marker_token_id: int
     tokens_per_image: int
     embedding_dim: int
+    layout: LayoutSpec = SingleView()
 
     @classmethod
     def from_dict(cls, d: dict) -> "ImageSlotSpec":
@@ -207,6 +195,7 @@ class ImageSlotSpec:
             marker_token_id=_get(d, "marker_token_id", int, where),
             tokens_per_image=_get(d, "tokens_per_image", int, where),
             embedding_dim=_get(d, "embedding_dim", int, where),
+            layout=parse_layout(d.get("layout"), f"{where}.layout"),
         )
         if not spec.marker:
             raise ManifestError("image.marker: must not be empty")
@@ -340,7 +329,7 @@ class Manifest:
             **({"alternatives": {r: [p.to_dict() for p in ps] for r, ps in self.alternatives.items()}}
                if self.alternatives else {}),
             "preprocess": {"image": asdict(self.image_preprocess)},
-            "image": asdict(self.image),
+            "image": {**{k: v for k, v in asdict(self.image).items() if k != "layout"}, "layout": self.image.layout.to_dict()},
             "prompt": asdict(self.prompt),
             "generation": self.generation,
             "verification": self.verification,

@@ -19,9 +19,9 @@ from mmedge.errors import BackendError, PromptError, SamplingError
 from .backends import open_tensor_part, select_part
 from .devices import check_device, place_llm
 from .images import load_image
+from .layouts import PreparedImage, image_layout
 from .llamacpp import LlamaModel, LlamaOptions, gpu_offload_available
-from .preprocess import preprocess_images
-from .prompt import ImageSlot, TokenPlan, format_prompt, plan_tokens
+from .prompt import ImageRows, TokenPlan, expand_markers, format_prompt, plan_tokens
 from .sampling import Sampler, SamplingParams
 
 
@@ -107,6 +107,7 @@ class Pipeline:
                                else open_bundle(bundle, check_hashes=self.options.check_hashes))
         m = self.bundle.manifest
         o = self.options
+        self.layout = image_layout(m.image_preprocess, m.image)
         self.parts = {role: select_part(m.candidates(role), o.target) for role in ("vision_encoder", "projector")}
         self.encoder, self.projector = (
             open_tensor_part(self.bundle.path_for(self.parts[r]), self.parts[r], o.threads, o.device, o.strict)
@@ -132,23 +133,34 @@ class Pipeline:
         return self.bundle.manifest
 
     # -- stages ------------------------------------------------------------------------------
-    def pixel_values(self, images: list[Image.Image]) -> np.ndarray:
-        return preprocess_images(images, self.manifest.image_preprocess)
+    def prepare_images(self, images: list[Image.Image]) -> list[PreparedImage]:
+        """Preprocessing: each image's encoder inputs (tiles) and prompt text, by the bundle's layout."""
+        return [self.layout.prepare(img) for img in images]
 
-    def image_embeddings(self, pixel_values: np.ndarray, stats: GenerationStats | None = None) -> np.ndarray:
-        """[N,3,H,W] -> [N, tokens_per_image, n_embd]."""
+    def tile_embeddings(self, tiles: np.ndarray, stats: GenerationStats | None = None) -> np.ndarray:
+        """[T,3,H,W] -> [T, tokens_per_image, n_embd]: encoder then projector."""
         t0 = time.perf_counter()
-        features = self.encoder.run(pixel_values)
+        features = self.encoder.run(tiles)
         t1 = time.perf_counter()
         embeddings = self.projector.run(features)
         t2 = time.perf_counter()
         if stats is not None:
             stats.encode_s += t1 - t0
             stats.project_s += t2 - t1
-        expected = (pixel_values.shape[0], self.manifest.image.tokens_per_image, self.manifest.image.embedding_dim)
+        expected = (tiles.shape[0], self.manifest.image.tokens_per_image, self.manifest.image.embedding_dim)
         if embeddings.shape != expected:
             raise BackendError(f"the projector returned shape {embeddings.shape}, the manifest promises {expected}")
         return embeddings
+
+    def image_rows(self, prepared: list[PreparedImage], stats: GenerationStats | None = None) -> np.ndarray:
+        """All images' embedding rows in prompt order: [sum of n_rows, n_embd]."""
+        rows = []
+        for p in prepared:
+            assembled = self.layout.assemble(p, self.tile_embeddings(p.tiles, stats))
+            if assembled.shape != (p.n_rows, self.manifest.image.embedding_dim):
+                raise BackendError(f"the image layout assembled {assembled.shape} rows, the prompt holds {p.n_rows}")
+            rows.append(assembled)
+        return np.concatenate(rows) if rows else np.zeros((0, self.manifest.image.embedding_dim), np.float32)
 
     def format(self, prompt: str, n_images: int, raw: bool = False) -> str:
         return format_prompt(prompt, n_images, self.manifest.prompt, self.manifest.image, raw=raw)
@@ -161,8 +173,11 @@ class Pipeline:
                 prompt_text = " " + prompt_text
         return self.llm.tokenize(prompt_text, add_special=spec.add_bos, parse_special=True)
 
-    def plan(self, prompt_text: str, n_images: int) -> TokenPlan:
-        return plan_tokens(self.tokenize(prompt_text), n_images, self.manifest.image)
+    def plan(self, prompt_text: str, prepared: list[PreparedImage]) -> TokenPlan:
+        """Expand each image's marker into its layout's text, tokenize, and locate the image rows."""
+        slot = self.manifest.image
+        expanded = expand_markers(prompt_text, slot.marker, [p.text for p in prepared])
+        return plan_tokens(self.tokenize(expanded), slot.marker_token_id, sum(p.n_rows for p in prepared))
 
     # -- generation ------------------------------------------------------------------------------
     def generate(
@@ -180,17 +195,17 @@ class Pipeline:
         t_start = time.perf_counter()
         pil_images = [img if isinstance(img, Image.Image) else load_image(img) for img in images]
         text = self.format(prompt, len(pil_images), raw=raw_prompt)
-        plan = self.plan(text, len(pil_images))
+        t0 = time.perf_counter()
+        prepared = self.prepare_images(pil_images)
+        stats.preprocess_s = time.perf_counter() - t0
+        plan = self.plan(text, prepared)
         stats.prompt_positions = plan.n_positions
         if plan.n_positions + params.max_new_tokens > self.llm.n_ctx:
             raise PromptError(
                 f"the prompt takes {plan.n_positions} positions and up to {params.max_new_tokens} new tokens are asked, "
                 f"but the context holds {self.llm.n_ctx}; shorten the prompt, lower --max-tokens or raise --ctx"
             )
-        t0 = time.perf_counter()
-        pixels = self.pixel_values(pil_images) if pil_images else None
-        stats.preprocess_s = time.perf_counter() - t0
-        embeddings = self.image_embeddings(pixels, stats) if pixels is not None else None
+        embeddings = self.image_rows(prepared, stats)
 
         t0 = time.perf_counter()
         self.llm.reset()
@@ -225,12 +240,12 @@ class Pipeline:
             text_parts.append(pending.decode("utf-8", errors="replace"))
         return GenerationResult(tokens=out_tokens, text="".join(text_parts), stats=stats, prompt_tokens=plan.text_tokens)
 
-    def _prefill(self, plan: TokenPlan, embeddings: np.ndarray | None) -> np.ndarray:
+    def _prefill(self, plan: TokenPlan, embeddings: np.ndarray) -> np.ndarray:
         logits = None
         for k, item in enumerate(plan.items):
             last = k == len(plan.items) - 1
-            if isinstance(item, ImageSlot):
-                logits = self.llm.decode_embeddings(embeddings[item.index], want_last_logits=last)
+            if isinstance(item, ImageRows):
+                logits = self.llm.decode_embeddings(embeddings[item.start:item.start + item.count], want_last_logits=last)
             else:
                 logits = self.llm.decode_tokens(item, logits_for="last" if last else "none")
         if logits is None:

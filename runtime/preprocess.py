@@ -53,19 +53,31 @@ def center_crop(pixels: np.ndarray, crop_h: int, crop_w: int) -> np.ndarray:
     return pixels[top : top + crop_h, left : left + crop_w]
 
 
-def preprocess_image(image: Image.Image, spec: ImagePreprocessSpec) -> np.ndarray:
-    """One PIL image -> float32 array [3, H, W]."""
+def prepared_rgb(image: Image.Image, spec: ImagePreprocessSpec) -> Image.Image:
+    """The image as the resize step takes it (RGB when the processor converts)."""
     if spec.resample not in RESAMPLE:
         raise ManifestError(f"preprocess.image.resample: {spec.resample!r} is not one of {sorted(RESAMPLE)}")
-    if spec.convert_rgb:
-        image = to_rgb(image)
+    return to_rgb(image) if spec.convert_rgb else image
+
+
+def preprocess_image(image: Image.Image, spec: ImagePreprocessSpec) -> np.ndarray:
+    """One PIL image -> float32 array [3, H, W]."""
+    image = prepared_rgb(image, spec)
     height, width = resize_shape(image.width, image.height, spec)
-    resized = image.resize((width, height), resample=RESAMPLE[spec.resample])
-    pixels = np.asarray(resized, dtype=np.uint8)
-    if pixels.ndim == 2:
-        pixels = np.repeat(pixels[:, :, None], 3, axis=2)
+    pixels = resize_rgb(image, height, width, spec)
     if spec.crop_size:
         pixels = center_crop(pixels, spec.crop_size["height"], spec.crop_size["width"])
+    return normalize_pixels(pixels, spec)
+
+
+def resize_rgb(image: Image.Image, height: int, width: int, spec: ImagePreprocessSpec) -> np.ndarray:
+    """PIL resize of an RGB image to (height, width) with the spec's filter -> uint8 HWC."""
+    pixels = np.asarray(image.resize((width, height), resample=RESAMPLE[spec.resample]), dtype=np.uint8)
+    return np.repeat(pixels[:, :, None], 3, axis=2) if pixels.ndim == 2 else pixels
+
+
+def normalize_pixels(pixels: np.ndarray, spec: ImagePreprocessSpec) -> np.ndarray:
+    """uint8 HWC -> float32 CHW: rescale in float64 then cast, normalize in float32 (as transformers)."""
     if spec.rescale_factor is not None:
         out = (pixels.astype(np.float64) * spec.rescale_factor).astype(np.float32)
     else:

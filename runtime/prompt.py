@@ -14,13 +14,17 @@ from mmedge.manifest import ImageSlotSpec, PromptSpec
 
 
 @dataclass(frozen=True)
-class ImageSlot:
-    index: int  # which image
+class ImageRows:
+    """A run of image-token positions, filled by rows `start .. start+count` of all images'
+    embedding rows (images in prompt order, each image's rows as its layout assembles them)."""
+
+    start: int
+    count: int
 
 
 @dataclass(frozen=True)
 class TokenPlan:
-    """Alternating runs: lists of token ids and image slots, in sequence order."""
+    """Alternating runs: lists of token ids and `ImageRows`, in sequence order."""
 
     items: tuple
     n_positions: int
@@ -91,26 +95,42 @@ def format_prompt(prompt: str, n_images: int, spec: PromptSpec, slot: ImageSlotS
     return spec.fallback_format.format(images=slot.marker * n_images, text=prompt)
 
 
-def plan_tokens(token_ids: list[int], n_images: int, slot: ImageSlotSpec) -> TokenPlan:
-    """Split tokenized text at the marker token; each marker becomes one image slot."""
+def expand_markers(text: str, marker: str, expansions: list[str]) -> str:
+    """Replace the i-th marker in `text` with `expansions[i]` (what the HF processor does on the text)."""
+    pieces = text.split(marker)
+    if len(pieces) - 1 != len(expansions):
+        raise PromptError(
+            f"the formatted prompt holds {len(pieces) - 1} image marker(s) {marker!r} but {len(expansions)} image(s) were given; "
+            "the chat template or the prompt placed markers differently from the images"
+        )
+    out = [pieces[0]]
+    for expansion, piece in zip(expansions, pieces[1:]):
+        out += [expansion, piece]
+    return "".join(out)
+
+
+def plan_tokens(token_ids: list[int], image_token_id: int, n_rows: int) -> TokenPlan:
+    """Split tokenized text at runs of the image token; the runs take the image rows in order."""
     items: list = []
     run: list[int] = []
-    image_index = 0
+    filled = 0
     for tok in token_ids:
-        if tok == slot.marker_token_id:
+        if tok == image_token_id:
             if run:
                 items.append(run)
                 run = []
-            items.append(ImageSlot(image_index))
-            image_index += 1
+            if items and isinstance(items[-1], ImageRows):
+                items[-1] = ImageRows(items[-1].start, items[-1].count + 1)
+            else:
+                items.append(ImageRows(filled, 1))
+            filled += 1
         else:
             run.append(tok)
     if run:
         items.append(run)
-    if image_index != n_images:
+    if filled != n_rows:
         raise PromptError(
-            f"the formatted prompt holds {image_index} image marker(s) but {n_images} image(s) were given; "
-            f"the chat template or the prompt placed markers differently from the images"
+            f"the tokenized prompt holds {filled} image-token positions but the images give {n_rows} embedding rows; "
+            "the prompt text contains image tokens of its own, or the tokenizer splits the image token"
         )
-    n_text = sum(len(i) for i in items if isinstance(i, list))
-    return TokenPlan(items=tuple(items), n_positions=n_text + n_images * slot.tokens_per_image)
+    return TokenPlan(items=tuple(items), n_positions=len(token_ids))

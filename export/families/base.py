@@ -80,6 +80,11 @@ class Family(ABC):
     def reference_inputs(self, ckpt: LoadedCheckpoint, images: list, text: str) -> dict:
         """The HF processor's model inputs for `text` (already chat-formatted) and PIL images."""
 
+    def reference_pixel_values(self, ckpt: LoadedCheckpoint, images: list, marker: str) -> "torch.Tensor":
+        """The HF processor's encoder inputs for `images`, flattened to [tiles, 3, H, W] in prompt order."""
+        pixels = self.reference_inputs(ckpt, images, marker * len(images))["pixel_values"]
+        return pixels.reshape(-1, *pixels.shape[-3:])
+
 
 _FAMILIES: dict[str, type[Family]] = {}
 _BY_ARCHITECTURE: dict[str, str] = {}

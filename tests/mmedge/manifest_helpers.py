@@ -66,7 +66,8 @@ def valid_manifest_dict() -> dict:
                 "dtype": "float32",
             }
         },
-        "image": {"marker": "<image>", "marker_token_id": 32000, "tokens_per_image": 576, "embedding_dim": 4096},
+        "image": {"marker": "<image>", "marker_token_id": 32000, "tokens_per_image": 576, "embedding_dim": 4096,
+                  "layout": {"kind": "single"}},
         "prompt": {
             "chat_template": "{% for m in messages %}{{ m['content'] }}{% endfor %}",
             "fallback_format": "{images}{text}",

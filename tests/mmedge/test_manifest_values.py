@@ -175,10 +175,11 @@ def test_errors_are_manifest_errors_not_key_errors(valid):
             outcomes["ok"] += 1
         except ManifestError:
             outcomes["error"] += 1
-    assert len(paths) == 71
+    assert len(paths) == 73
     # required: 8 top level + preprocess.image + 4 in it (resize_mode, size, shortest_edge, resample)
-    # + 2 crop_size keys + 3 parts + 3 x 5 part fields + 4 image fields = 37
-    assert outcomes == {"ok": 71 - 37, "error": 37}
+    # + 2 crop_size keys + 3 parts + 3 x 5 part fields + 4 image fields + image.layout.kind = 38
+    # (image.layout itself is optional: absent means one view per image)
+    assert outcomes == {"ok": 73 - 38, "error": 38}
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -197,3 +198,33 @@ def test_preprocess_values_the_runtime_cannot_honour(valid, field, value, messag
 def test_negative_marker_token_id(valid):
     valid["image"]["marker_token_id"] = -1
     assert "image.marker_token_id: expected a token id >= 0" in manifest_error(valid)
+
+
+IDEFICS3_LAYOUT = {"kind": "idefics3-tiles", "longest_edge": 2048, "tile_size": 512, "split": True,
+                   "image_token": "<image>", "fake_image_token": "<fake_token_around_image>",
+                   "global_image_token": "<global-img>"}
+
+
+def test_tiling_layout_round_trips(valid):
+    valid["image"]["layout"] = dict(IDEFICS3_LAYOUT)
+    m = Manifest.from_dict(valid)
+    assert (m.image.layout.kind, m.image.layout.tile_size, m.image.layout.max_side) == ("idefics3-tiles", 512, 4096)
+    assert Manifest.from_json(m.to_json()).image == m.image
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"kind": "mosaic"}, "image.layout.kind: 'mosaic' is not a layout this mmedge knows"),
+    ({"tile_size": 0}, "image.layout.tile_size: expected 1..8192, found 0"),
+    ({"tile_size": 5000, "max_side": 4096}, "image.layout.tile_size: 5000 exceeds max_side 4096"),
+    ({"split": "yes"}, "image.layout.split: expected bool, found str"),
+    ({"image_token": ""}, "image.layout.image_token: expected a token's text"),
+    ({"longest_edge": True}, "image.layout.longest_edge: expected int, found a boolean"),
+])
+def test_bad_tiling_layout_values(valid, change, message):
+    valid["image"]["layout"] = {**IDEFICS3_LAYOUT, **change}
+    assert message in manifest_error(valid)
+
+
+def test_layout_must_be_an_object(valid):
+    valid["image"]["layout"] = "tiles"
+    assert "image.layout: expected a JSON object, found str" in manifest_error(valid)

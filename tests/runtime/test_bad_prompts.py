@@ -13,8 +13,9 @@ import pytest
 from PIL import Image
 
 from mmedge.errors import ImageError, PromptError, SamplingError
+from mmedge.runtime.images import load_image
 from mmedge.runtime.pipeline import GenerationParams, RuntimeOptions
-from mmedge.runtime.prompt import ImageSlot, format_prompt, plan_tokens
+from mmedge.runtime.prompt import ImageRows, expand_markers, format_prompt, plan_tokens
 from mmedge.runtime.sampling import SamplingParams
 
 N_TOKENS = 12
@@ -108,14 +109,20 @@ def test_marker_count_rules_in_format_prompt(pipeline):
     assert format_prompt("<image><image> same?", 2, spec, slot) == "USER: <image><image> same? ASSISTANT:"
 
 
-def test_plan_refuses_marker_tokens_that_do_not_match_images(pipeline):
-    slot = pipeline.manifest.image
-    marker = slot.marker_token_id
-    with pytest.raises(PromptError, match=r"holds 2 image marker\(s\) but 1 image\(s\)"):
-        plan_tokens([0, 10, marker, 11, marker, 12], 1, slot)
-    plan = plan_tokens([0, 10, marker, 11, 12], 1, slot)
-    assert plan.items == ([0, 10], ImageSlot(0), [11, 12])
-    assert plan.n_positions == 4 + slot.tokens_per_image
+def test_plan_refuses_image_tokens_that_do_not_match_rows(pipeline):
+    image = pipeline.manifest.image.marker_token_id
+    with pytest.raises(PromptError, match="holds 3 image-token positions but the images give 2 embedding rows"):
+        plan_tokens([0, 10, image, image, 11, image, 12], image, 2)
+    plan = plan_tokens([0, 10, image, image, 11, image, 12], image, 3)
+    # Runs of image tokens take consecutive rows, in order, across text between them.
+    assert plan.items == ([0, 10], ImageRows(0, 2), [11], ImageRows(2, 1), [12])
+    assert plan.n_positions == 7
+
+
+def test_markers_expand_one_image_each():
+    assert expand_markers("a<m>b<m>c", "<m>", ["X", "YY"]) == "aXbYYc"
+    with pytest.raises(PromptError, match=r"holds 2 image marker\(s\) '<m>' but 1 image\(s\)"):
+        expand_markers("a<m>b<m>c", "<m>", ["X"])
 
 
 # -- where the image goes without a marker -----------------------------------------------------
@@ -134,9 +141,9 @@ def test_template_placement_equals_explicit_marker_and_raw(pipeline, image_file,
     assert marker.tokens == reference.tokens
     assert raw.tokens == reference.tokens
     slot = pipeline.manifest.image
-    plan = pipeline.plan(pipeline.format("What is in the picture?", 1), 1)
-    assert sum(isinstance(i, ImageSlot) for i in plan.items) == 1
-    assert isinstance(plan.items[1], ImageSlot)  # right after "USER:" (BOS + "USER:" first)
+    plan = pipeline.plan(pipeline.format("What is in the picture?", 1), pipeline.prepare_images([load_image(image_file)]))
+    assert [i for i in plan.items if isinstance(i, ImageRows)] == [ImageRows(0, slot.tokens_per_image)]
+    assert isinstance(plan.items[1], ImageRows)  # right after "USER:" (BOS + "USER:" first)
     assert reference.stats.prompt_positions == len(reference.prompt_tokens) + slot.tokens_per_image
 
 
@@ -152,7 +159,7 @@ def test_prompt_longer_than_the_context(pipeline, image_file, no_llama):
     n_ctx = pipeline.llm.n_ctx
     prompt = "tell me about the picture " * 400
     text = pipeline.format(prompt, 1)
-    positions = pipeline.plan(text, 1).n_positions
+    positions = pipeline.plan(text, pipeline.prepare_images([load_image(image_file)])).n_positions
     assert positions > n_ctx
     with pytest.raises(PromptError) as info:
         pipeline.generate([image_file], prompt, GenerationParams(max_new_tokens=4))
@@ -165,7 +172,7 @@ def test_prompt_longer_than_the_context(pipeline, image_file, no_llama):
 def test_max_new_tokens_past_the_context(pipeline, image_file, no_llama, monkeypatch):
     n_ctx = pipeline.llm.n_ctx
     prompt = "What is in the picture?"
-    positions = pipeline.plan(pipeline.format(prompt, 1), 1).n_positions
+    positions = pipeline.plan(pipeline.format(prompt, 1), pipeline.prepare_images([load_image(image_file)])).n_positions
     with pytest.raises(PromptError, match=f"up to {n_ctx - positions + 1} new tokens are asked, but the context holds {n_ctx}"):
         pipeline.generate([image_file], prompt, GenerationParams(max_new_tokens=n_ctx - positions + 1))
     with pytest.raises(PromptError):

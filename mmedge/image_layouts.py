@@ -1,0 +1,94 @@
+"""How a family turns one image into encoder inputs and prompt text, as manifest data.
+
+A layout names the way an image is cut into encoder inputs (one view, tiles plus a global
+view, ...) and what the image's marker expands to in the prompt. The runtime implements each
+kind (`mmedge/runtime/layouts/`); this module only parses and validates the data, so that
+`mmedge/` stays free of numpy and the C++ runtime has a plain JSON contract to follow.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+from .errors import ManifestError
+from .validation import get_field
+
+
+def _side(d: dict, key: str, where: str, default: int | None = None) -> int:
+    value = get_field(d, key, int, where, default is not None, default)
+    if not 1 <= value <= 8192:
+        raise ManifestError(f"{where}.{key}: expected 1..8192, found {value}")
+    return value
+
+
+def _token_text(d: dict, key: str, where: str) -> str:
+    value = get_field(d, key, str, where)
+    if not value or len(value) > 256:
+        raise ManifestError(f"{where}.{key}: expected a token's text (1..256 characters), found {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class LayoutSpec:
+    kind: ClassVar[str]
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str) -> "LayoutSpec":
+        return cls()
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, **asdict(self)}
+
+
+@dataclass(frozen=True)
+class SingleView(LayoutSpec):
+    """One encoder input per image (preprocess spec as is); the marker expands to
+    `tokens_per_image` image tokens (LLaVA-1.5)."""
+
+    kind: ClassVar[str] = "single"
+
+
+@dataclass(frozen=True)
+class Idefics3Tiles(LayoutSpec):
+    """Idefics3 / SmolVLM: resize so the longest edge is `longest_edge`, round both sides up to
+    multiples of `tile_size`, cut tiles row by row, then add the whole image resized to one tile
+    (the global view). The marker expands to row/column tags around each tile's image tokens."""
+
+    kind: ClassVar[str] = "idefics3-tiles"
+    longest_edge: int
+    tile_size: int
+    split: bool
+    image_token: str
+    fake_image_token: str
+    global_image_token: str
+    # transformers caps the resized image at 4096 pixels a side before tiling.
+    max_side: int = 4096
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str) -> "Idefics3Tiles":
+        spec = cls(
+            longest_edge=_side(d, "longest_edge", where),
+            tile_size=_side(d, "tile_size", where),
+            split=get_field(d, "split", bool, where),
+            image_token=_token_text(d, "image_token", where),
+            fake_image_token=_token_text(d, "fake_image_token", where),
+            global_image_token=_token_text(d, "global_image_token", where),
+            max_side=_side(d, "max_side", where, 4096),
+        )
+        if spec.tile_size > spec.max_side:
+            raise ManifestError(f"{where}.tile_size: {spec.tile_size} exceeds max_side {spec.max_side}")
+        return spec
+
+
+LAYOUTS: dict[str, type[LayoutSpec]] = {cls.kind: cls for cls in (SingleView, Idefics3Tiles)}
+
+
+def parse_layout(d: Any, where: str = "image.layout") -> LayoutSpec:
+    if d is None:
+        return SingleView()
+    if not isinstance(d, dict):
+        raise ManifestError(f"{where}: expected a JSON object, found {type(d).__name__}")
+    kind = get_field(d, "kind", str, where)
+    if kind not in LAYOUTS:
+        raise ManifestError(f"{where}.kind: {kind!r} is not a layout this mmedge knows ({sorted(LAYOUTS)}); upgrade mmedge")
+    return LAYOUTS[kind].from_dict(d, where)
