@@ -17,14 +17,14 @@ KQUANT_PRESET = "clip-llama-spm-256"
 @pytest.fixture(scope="session")
 def checkpoints(tmp_path_factory):
     """preset name -> checkpoint folder, built lazily and once."""
-    from mmedge.export.tiny import build_tiny_llava
+    from mmedge.export.tiny import build_tiny
 
     root = tmp_path_factory.mktemp("checkpoints")
     cache: dict[str, Path] = {}
 
     def get(preset: str) -> Path:
         if preset not in cache:
-            cache[preset] = build_tiny_llava(root / preset, preset, seed=0)
+            cache[preset] = build_tiny(preset, root / preset, seed=0)
         return cache[preset]
 
     return get

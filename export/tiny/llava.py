@@ -1,15 +1,11 @@
-"""Seeded tiny LLaVA checkpoints built from real `transformers` classes with random weights.
-
-They are the demo's embedded default and the test suite's models: no download, a real
-checkpoint folder (safetensors + config + processor + tokenizer) written with
-`save_pretrained`, loaded back through the same path a user's checkpoint takes.
-"""
+"""Seeded tiny LLaVA checkpoints (the demo's default and most tests' models)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .tiny_tokenizers import TOKENIZER_BUILDERS
+from .tokenizers import TOKENIZER_BUILDERS
+from .weights import scaled_random_init
 
 # LLaVA-1.5's template (images first, then the text), written for these checkpoints.
 LLAVA15_TEMPLATE = (
@@ -151,20 +147,7 @@ def build_tiny_llava(out_dir: str | Path, preset: str = DEFAULT_PRESET, seed: in
     )
     torch.manual_seed(seed)
     model = LlavaForConditionalGeneration(config).eval()
-    # transformers' init (std 0.02) makes a tiny random model repeat one token forever, which
-    # would make token-for-token parity a weak test. Matrices of variance scale^2/fan_in (embeddings
-    # N(0,1)) give varied, image-dependent greedy text; 1-D weights get a small perturbation
-    # so that no norm or bias is trivially identity.
-    with torch.no_grad():
-        gen = torch.Generator().manual_seed(seed + 1)
-        for name, param in sorted(model.named_parameters()):
-            noise = torch.randn(param.shape, generator=gen)
-            if param.ndim == 2 and "embed" in name:
-                param.copy_(noise)
-            elif param.ndim == 2:
-                param.copy_(noise * p.weight_scale / param.shape[1] ** 0.5)
-            else:
-                param.add_(noise * 0.05)
+    scaled_random_init(model, seed, p.weight_scale)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(out)
     num_additional = 1 if p.vision == "clip" else 0

@@ -7,9 +7,10 @@ byte fallback. They are trained on a short English text written for this purpose
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+from ..gguf.vocab import LLAMA3_SPLIT, QWEN2_SPLIT
 
 CORPUS = """
 A small red boat drifts across the quiet lake while the morning light turns the water gold.
@@ -28,23 +29,6 @@ Question: how many people are standing near the bus? Answer: there are four peop
 The image is blurry, dark and noisy, but the shape of a bicycle is still visible.
 Über den Wolken scheint die Sonne; café, naïve, résumé and 東京 are words with accents or CJK.
 """ * 3
-
-LLAMA3_SPLIT = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
-QWEN2_SPLIT = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
-
-
-@dataclass(frozen=True)
-class TinyTokenizerSpec:
-    kind: str
-    bos: str | None
-    eos: str
-    pad: str
-    extra_special: tuple[str, ...]
-
 
 def _byte_level_bpe(split_regex: str, nfc: bool, specials: list[str], vocab_size: int):
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
