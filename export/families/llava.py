@@ -2,16 +2,14 @@
 Qwen2 backbone. Images enter as one `<image>` marker that expands to `tokens_per_image` rows."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from mmedge.errors import UnsupportedConfigError
 from mmedge.manifest import ImagePreprocessSpec, ImageSlotSpec, PromptSpec
 
 from ..checkpoint import load_pretrained, quiet_transformers
 from .base import Family, FamilyInfo, LoadedCheckpoint, register_family
+from .common import projected_rows, prompt_spec, resample_name, text_backbone
 
-# Image processors whose preprocessing mmedge reproduces, and how their fields map to the spec.
-_RESAMPLE_NAMES = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
+# Image processors whose preprocessing mmedge reproduces.
 SUPPORTED_IMAGE_PROCESSORS = ("CLIPImageProcessor", "SiglipImageProcessor")
 SUPPORTED_VISION = ("clip_vision_model", "siglip_vision_model")
 SUPPORTED_TEXT = ("llama", "qwen2")
@@ -35,11 +33,10 @@ def _image_spec_from_processor(ip) -> ImagePreprocessSpec:
     crop = None
     if getattr(ip, "do_center_crop", False):
         crop = {"height": int(ip.crop_size["height"]), "width": int(ip.crop_size["width"])}
-    resample = ip.resample if isinstance(ip.resample, int) else int(ip.resample)
     return ImagePreprocessSpec(
         resize_mode=mode,
         size=size,
-        resample=_RESAMPLE_NAMES[resample],
+        resample=resample_name(ip),
         crop_size=crop,
         rescale_factor=float(ip.rescale_factor) if getattr(ip, "do_rescale", True) else None,
         image_mean=[float(v) for v in ip.image_mean] if getattr(ip, "do_normalize", True) else None,
@@ -125,56 +122,22 @@ class LlavaFamily(Family):
         return feats
 
     def text_backbone(self, ckpt: LoadedCheckpoint):
-        from ..gguf.backbone import TextBackbone
-
         model = ckpt.model
-        tensors = {f"model.{k}": v for k, v in model.model.language_model.state_dict().items()}
-        tied = bool(getattr(ckpt.config, "tie_word_embeddings", False) or ckpt.config.text_config.tie_word_embeddings)
-        if not tied:
-            tensors["lm_head.weight"] = model.lm_head.weight
-        tokenizer = ckpt.processor.tokenizer
-        return TextBackbone(
-            model_type=ckpt.config.text_config.model_type,
-            config=ckpt.config.text_config,
-            tensors=tensors,
-            tie_word_embeddings=tied,
-            tokenizer=tokenizer,
-            tokenizer_dir=ckpt.path,
-            # The tokenizer's own template, else the processor's (LLaVA keeps it there) so that
-            # the GGUF carries one either way.
-            chat_template=getattr(tokenizer, "chat_template", None) or getattr(ckpt.processor, "chat_template", None),
-            name=Path(ckpt.path).name,
-        )
+        return text_backbone(ckpt, model.model.language_model, model.lm_head, ckpt.config.text_config)
 
     # -- data for the runtime ---------------------------------------------------------------------
     def image_preprocess(self, ckpt: LoadedCheckpoint) -> ImagePreprocessSpec:
         return _image_spec_from_processor(ckpt.processor.image_processor)
 
     def image_slot(self, ckpt: LoadedCheckpoint) -> ImageSlotSpec:
-        import torch
-
-        spec = self.image_preprocess(ckpt)
-        h, w = spec.output_hw()
-        with torch.no_grad():
-            feats = self.projector(ckpt)(self.vision_encoder(ckpt)(torch.zeros(1, 3, h, w)))
-        processor = ckpt.processor
-        marker = processor.image_token
-        return ImageSlotSpec(
-            marker=marker,
-            marker_token_id=int(processor.tokenizer.convert_tokens_to_ids(marker)),
-            tokens_per_image=int(feats.shape[1]),
-            embedding_dim=int(feats.shape[2]),
-        )
+        h, w = self.image_preprocess(ckpt).output_hw()
+        rows, width = projected_rows(self.vision_encoder(ckpt), self.projector(ckpt), h, w)
+        marker = ckpt.processor.image_token
+        return ImageSlotSpec(marker=marker, marker_token_id=int(ckpt.processor.tokenizer.convert_tokens_to_ids(marker)),
+                             tokens_per_image=rows, embedding_dim=width)
 
     def prompt(self, ckpt: LoadedCheckpoint) -> PromptSpec:
-        tok = ckpt.processor.tokenizer
-        probe = tok("a").input_ids
-        add_bos = tok.bos_token_id is not None and len(probe) > 0 and probe[0] == tok.bos_token_id
-        from ..gguf.vocab import metaspace_prepend_scheme
-
-        spm = (Path(ckpt.path) / "tokenizer.model").is_file()
-        return PromptSpec(chat_template=getattr(ckpt.processor, "chat_template", None), add_bos=add_bos,
-                          prepend_space=spm and metaspace_prepend_scheme(tok) == "first")
+        return prompt_spec(ckpt)
 
     def reference_inputs(self, ckpt: LoadedCheckpoint, images: list, text: str) -> dict:
         return ckpt.processor(images=images or None, text=text, return_tensors="pt")

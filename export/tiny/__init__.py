@@ -10,10 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from . import idefics3
 from .llava import DEFAULT_PRESET, PRESETS, build_tiny_llava
 
 TINY_BUILDERS: dict[str, Callable[..., Path]] = {
     **{name: (lambda out, seed=0, _n=name: build_tiny_llava(out, _n, seed)) for name in PRESETS},
+    **{name: (lambda out, seed=0, _n=name: idefics3.build_tiny_idefics3(out, _n, seed)) for name in idefics3.PRESETS},
 }
 
 

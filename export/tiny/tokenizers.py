@@ -54,13 +54,13 @@ def _byte_level_bpe(split_regex: str, nfc: bool, specials: list[str], vocab_size
     return tok
 
 
-def build_llama3_bpe(vocab_size: int = 600):
+def build_llama3_bpe(vocab_size: int = 600, extra_specials: tuple[str, ...] = ()):
     """Byte-level BPE with Llama 3's split regex; adds BOS like Llama 3."""
     from tokenizers import processors
     from transformers import PreTrainedTokenizerFast
 
     bos, eos, pad, image = "<|begin_of_text|>", "<|end_of_text|>", "<pad>", "<image>"
-    tok = _byte_level_bpe(LLAMA3_SPLIT, nfc=False, specials=[bos, eos, pad, image], vocab_size=vocab_size)
+    tok = _byte_level_bpe(LLAMA3_SPLIT, nfc=False, specials=[bos, eos, pad, image, *extra_specials], vocab_size=vocab_size)
     tok.post_processor = processors.TemplateProcessing(
         single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, tok.token_to_id(bos))]
     )
@@ -106,8 +106,14 @@ def build_llama_spm(vocab_size: int = 400):
         return tok
 
 
+# Idefics3 / SmolVLM tile tags: the processor writes them around each tile's image tokens.
+IDEFICS3_SPECIALS = ("<fake_token_around_image>", "<global-img>", "<end_of_utterance>",
+                     *(f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)))
+
+
 TOKENIZER_BUILDERS: dict[str, Callable] = {
     "llama3-bpe": build_llama3_bpe,
+    "idefics3-bpe": lambda: build_llama3_bpe(extra_specials=IDEFICS3_SPECIALS),
     "qwen2-bpe": build_qwen2_bpe,
     "llama-spm": build_llama_spm,
 }
