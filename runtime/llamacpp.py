@@ -30,6 +30,9 @@ FLASH_ATTN_DISABLED = 0
 # llama_token_attr bits (llama.h)
 _ATTR_CONTROL = 1 << 3
 _ATTR_USER_DEFINED = 1 << 4
+# llama_rope_type values whose models take several positions per embedding row (llama.h)
+_MULTI_POSITION_ROPE = (8, 40)  # MROPE (Qwen2-VL), IMROPE
+_POS_PER_ROW = 4  # llama.cpp's M-RoPE sections: temporal, height, width, unused
 
 _backend_ready = False
 _log_callback = None  # kept alive for as long as llama.cpp may call it
@@ -114,7 +117,12 @@ class LlamaModel:
         self.n_batch = int(_ll.llama_n_batch(self.ctx))
         self._token_batch = _ll.llama_batch_init(self.n_batch, 0, 1)
         self._embd_batch = _ll.llama_batch_init(self.n_batch, self.n_embd, 1)
-        self.n_past = 0
+        # M-RoPE: embedding batches carry 4 positions per row, section-major; llama_batch_init
+        # allocates one per row, so those batches point at this buffer while decoding.
+        self.mrope = int(_ll.llama_model_rope_type(self.model)) in _MULTI_POSITION_ROPE
+        self._mrope_pos = (_ll.llama_pos * (_POS_PER_ROW * self.n_batch))() if self.mrope else None
+        self.n_past = 0  # KV cells used
+        self.next_pos = 0  # the position the next token takes (jumps past an M-RoPE image grid)
         self._eog: np.ndarray | None = None  # built on first use: a ctypes call per vocabulary entry
 
     # -- tokens ------------------------------------------------------------------------------
@@ -158,6 +166,7 @@ class LlamaModel:
     def reset(self) -> None:
         _ll.llama_memory_clear(_ll.llama_get_memory(self.ctx), True)
         self.n_past = 0
+        self.next_pos = 0
 
     def _check_room(self, n: int) -> None:
         if self.n_past + n > self.n_ctx:
@@ -178,7 +187,7 @@ class LlamaModel:
                 if not 0 <= tok < self.n_vocab:
                     raise PromptError(f"token id {tok} is outside the vocabulary (0..{self.n_vocab - 1})")
                 b.token[i] = tok
-                b.pos[i] = self.n_past + i
+                b.pos[i] = self.next_pos + i
                 b.n_seq_id[i] = 1
                 b.seq_id[i][0] = 0
                 b.logits[i] = logits_for == "all" or (logits_for == "last" and is_last_chunk and i == len(chunk) - 1)
@@ -187,14 +196,21 @@ class LlamaModel:
             if logits_for == "all":
                 rows.extend(self._logits(i) for i in range(len(chunk)))
             self.n_past += len(chunk)
+            self.next_pos += len(chunk)
         if logits_for == "all":
             return np.stack(rows)
         if logits_for == "last" and tokens:
             return self._logits(len(chunk) - 1)  # index within the last batch decoded
         return None
 
-    def decode_embeddings(self, embeddings: np.ndarray, want_last_logits: bool = False) -> np.ndarray | None:
-        """Append rows of input embeddings [n, n_embd] (image tokens) to the sequence."""
+    def decode_embeddings(self, embeddings: np.ndarray, want_last_logits: bool = False,
+                          grid: np.ndarray | None = None) -> np.ndarray | None:
+        """Append rows of input embeddings [n, n_embd] (image tokens) to the sequence.
+
+        `grid`: int offsets [3, n] (temporal, height, width) from the run's start position, for
+        M-RoPE models; the next token then comes after the largest of them. Without it (or for a
+        model with one position per token) the rows take consecutive positions.
+        """
         embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
         if embeddings.ndim != 2 or embeddings.shape[1] != self.n_embd:
             raise BackendError(
@@ -203,21 +219,42 @@ class LlamaModel:
             )
         n = embeddings.shape[0]
         self._check_room(n)
+        if grid is None:
+            grid = np.broadcast_to(np.arange(n, dtype=np.int64), (3, n))
+        elif grid.shape != (3, n) or grid.min() < 0:
+            raise BackendError(f"image positions have shape {grid.shape}, expected non-negative offsets of shape (3, {n})")
+        positions = self.next_pos + np.asarray(grid, dtype=np.int64)
         last = None
         for start in range(0, n, self.n_batch):
             chunk = embeddings[start : start + self.n_batch]
             b = self._embd_batch
             ctypes.memmove(b.embd, chunk.ctypes.data, chunk.nbytes)
-            for i in range(len(chunk)):
-                b.pos[i] = self.n_past + i
+            m = len(chunk)
+            for i in range(m):
                 b.n_seq_id[i] = 1
                 b.seq_id[i][0] = 0
                 b.logits[i] = want_last_logits and start + i == n - 1
-            b.n_tokens = len(chunk)
-            self._decode(b)
-            if want_last_logits and start + len(chunk) == n:
-                last = self._logits(len(chunk) - 1)
-            self.n_past += len(chunk)
+            b.n_tokens = m
+            if self.mrope:
+                sections = np.zeros((_POS_PER_ROW, m), dtype=np.int32)  # section-major, the 4th stays 0
+                sections[:3] = positions[:, start : start + m]
+                ctypes.memmove(self._mrope_pos, sections.ctypes.data, sections.nbytes)
+                # The address, not the pointer object: a ctypes pointer field read shares the
+                # struct's memory, so it would follow the reassignment.
+                pos_type, own_pos = type(b.pos), ctypes.cast(b.pos, ctypes.c_void_p).value
+                b.pos = ctypes.cast(self._mrope_pos, pos_type)
+                try:
+                    self._decode(b)
+                finally:
+                    b.pos = ctypes.cast(own_pos, pos_type)  # llama_batch_free frees the batch's own array
+            else:
+                for i in range(m):
+                    b.pos[i] = self.next_pos + start + i
+                self._decode(b)
+            if want_last_logits and start + m == n:
+                last = self._logits(m - 1)
+            self.n_past += m
+        self.next_pos = int(positions.max()) + 1 if self.mrope else self.next_pos + n
         return last
 
     def _decode(self, batch) -> None:

@@ -26,11 +26,16 @@ class ArchSpec:
     gguf_arch: str
     permute_qk: bool  # llama.cpp's llama arch expects HF's rotary halves interleaved back
     has_qkv_bias: bool
+    # Multimodal rotary (Qwen2-VL): rotary frequencies split into sections rotated by the
+    # temporal, height and width positions of each token.
+    mrope: bool = False
 
 
 ARCHITECTURES: dict[str, ArchSpec] = {
     "llama": ArchSpec(gguf_arch="llama", permute_qk=True, has_qkv_bias=False),
     "qwen2": ArchSpec(gguf_arch="qwen2", permute_qk=False, has_qkv_bias=True),
+    "qwen2_vl_text": ArchSpec(gguf_arch="qwen2vl", permute_qk=False, has_qkv_bias=True, mrope=True),
+    "qwen2_5_vl_text": ArchSpec(gguf_arch="qwen2vl", permute_qk=False, has_qkv_bias=True, mrope=True),
 }
 
 # HF per-layer suffix -> gguf MODEL_TENSOR member name (looked up in gguf.MODEL_TENSOR).

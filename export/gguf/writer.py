@@ -31,6 +31,16 @@ def _rope_parameters(config) -> dict:
     return params
 
 
+def mrope_sections(rope: dict, head_dim: int) -> list[int]:
+    """HF's `mrope_section` (frequencies per temporal/height/width part) as llama.cpp's four
+    sections (the fourth, unused by Qwen2-VL, is 0). HF's own default applies when absent."""
+    sections = [int(v) for v in rope.get("mrope_section", [16, 24, 24])]
+    if len(sections) != 3 or sum(sections) != head_dim // 2:
+        raise UnsupportedConfigError(
+            f"mrope_section {sections}: expected 3 sections summing to head_dim/2 = {head_dim // 2}")
+    return sections + [0]
+
+
 def llama3_rope_factors(theta: float, head_dim: int, rope: dict) -> np.ndarray:
     """Per-frequency divisors of Llama 3.1's rope scaling, as llama.cpp's `rope_freqs` tensor."""
     factor = float(rope["factor"])
@@ -111,6 +121,8 @@ def write_gguf(backbone: TextBackbone, path: Path, out_type: str = "F32", progre
         extra_tensors[gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FREQS] + ".weight"] = llama3_rope_factors(rope["rope_theta"], head_dim, rope)
     elif rope_type != "default":
         raise UnsupportedConfigError(f"rope type {rope_type!r} is not converted; supported: default, linear, llama3 (llama)")
+    if spec.mrope:
+        w.add_rope_dimension_sections(mrope_sections(rope, head_dim))
 
     _write_vocab(w, backbone, n_vocab)
 
