@@ -87,6 +87,31 @@ class _VisionEncoder:
         return Encoder().eval()
 
 
+class _Connector:
+    @staticmethod
+    def build(connector, side: int, width: int):
+        import torch
+
+        scale = int(connector.scale_factor)
+
+        class Projector(torch.nn.Module):
+            """The connector with its pixel shuffle on constant sizes (the model derives the grid
+            side from the sequence length at run time, which Core ML's converter cannot trace)."""
+
+            def __init__(self):
+                super().__init__()
+                self.connector = connector
+
+            def forward(self, features):
+                # -1 for the batch: a traced size would become an op Core ML cannot convert.
+                x = features.reshape(-1, side, side // scale, width * scale).permute(0, 2, 1, 3)
+                x = x.reshape(-1, side // scale, side // scale, width * scale * scale).permute(0, 2, 1, 3)
+                x = x.reshape(-1, (side // scale) ** 2, width * scale * scale)
+                return self.connector.modality_projection(x)
+
+        return Projector().eval()
+
+
 @register_family
 class Idefics3Family(Family):
     info = FamilyInfo(
@@ -128,7 +153,8 @@ class Idefics3Family(Family):
         return _VisionEncoder.build(ckpt.model.model.vision_model, tile)
 
     def projector(self, ckpt: LoadedCheckpoint):
-        return ckpt.model.model.connector.eval()
+        side = ckpt.config.vision_config.image_size // ckpt.config.vision_config.patch_size
+        return _Connector.build(ckpt.model.model.connector, side, ckpt.config.vision_config.hidden_size)
 
     def reference_image_features(self, ckpt: LoadedCheckpoint, pixel_values):
         out = ckpt.model.model.get_image_features(pixel_values=pixel_values[None])

@@ -140,3 +140,28 @@ def test_tiles_equal_the_hf_image_processor(photos, longest_edge, tile, split):
         assert max(tile_counts) > 4 and len(set(tile_counts)) > 1  # several grids were exercised
     else:
         assert set(tile_counts) == {1}
+
+
+def test_executorch_and_coreml_variants(checkpoints, bundles, tmp_path):
+    """The tiles run through ExecuTorch equal to the ONNX bundle's tokens; Core ML (not runnable on
+    Linux) passes its static check, decompressed weights run in PyTorch."""
+    from mmedge.export.exporter import ExportConfig, export_bundle
+    from mmedge.runtime.pipeline import GenerationParams, Pipeline, RuntimeOptions
+
+    m = export_bundle(ExportConfig(checkpoint=checkpoints("smolvlm-llama"), output=tmp_path / "b",
+                                   encoder_target="executorch", projector_target="executorch", extra_targets=("coreml",)))
+    v = m.verification
+    assert v["passed"] and v["greedy_tokens_equal"] == v["greedy_tokens_total"] == 64
+    assert v["selected_targets"] == {"vision_encoder": "executorch", "projector": "executorch"}
+    coreml = [a for alts in v["alternatives"].values() for a in alts]
+    assert [a["target"] for a in coreml] == ["coreml", "coreml"] and all(a["cosine"] > 0.99999 for a in coreml)
+    params = GenerationParams(max_new_tokens=16, min_new_tokens=16)
+    outs = {}
+    for name, folder in (("executorch", tmp_path / "b"), ("onnx", bundles("smolvlm-llama")[0])):
+        pipe = Pipeline(folder, RuntimeOptions(exact=True, n_ctx=2048))
+        try:
+            outs[name] = pipe.generate([synthetic_photo(131, 77, seed=5)], "Describe this image.", params)
+        finally:
+            pipe.close()
+    assert outs["executorch"].stats.providers["vision_encoder"] == "ExecuTorch XnnpackBackend"
+    assert outs["executorch"].tokens == outs["onnx"].tokens and len(set(outs["onnx"].tokens)) > 4
