@@ -40,7 +40,7 @@ PRESETS: dict[str, TinyAnyResPreset] = {
             description="LLaVA-OneVision: SigLIP ViT (last layer, full) + Qwen2, tied; 32-px tiles up to 3x4, anyres_max_9 pooling",
             tokenizer="qwen2-bpe", vision="siglip", text="qwen2", chat_template=CHATML_TEMPLATE,
             vision_dims=_VISION, text_dims=_TEXT, image_size=32, patch_size=8, vision_feature_layer=-1,
-            strategy="full", tie_word_embeddings=True, weight_scale=1.5, family="onevision",
+            strategy="full", tie_word_embeddings=True, weight_scale=2.0, family="onevision",
             grid_pinpoints=((32, 32), (32, 64), (64, 32), (64, 64), (64, 96), (96, 64), (96, 96), (96, 128), (128, 96)),
         ),
     )
