@@ -80,7 +80,73 @@ class Idefics3Tiles(LayoutSpec):
         return spec
 
 
-LAYOUTS: dict[str, type[LayoutSpec]] = {cls.kind: cls for cls in (SingleView, Idefics3Tiles)}
+def _pinpoints(d: dict, where: str, tile: int) -> tuple[tuple[int, int], ...]:
+    value = get_field(d, "grid_pinpoints", list, where)
+    if not 1 <= len(value) <= 1024:
+        raise ManifestError(f"{where}.grid_pinpoints: expected 1..1024 [height, width] pairs, found {len(value)}")
+    out = []
+    for i, pair in enumerate(value):
+        if (not isinstance(pair, list) or len(pair) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 65536 for v in pair)):
+            raise ManifestError(f"{where}.grid_pinpoints[{i}]: expected [height, width], two ints in 1..65536, found {pair!r}")
+        if pair[0] % tile or pair[1] % tile:
+            raise ManifestError(f"{where}.grid_pinpoints[{i}]: {pair} is not a whole number of {tile}-pixel tiles")
+        out.append((pair[0], pair[1]))
+    return tuple(out)
+
+
+def _floats(d: dict, key: str, where: str) -> tuple[float, ...]:
+    value = get_field(d, key, list, where)
+    if not 1 <= len(value) <= 1 << 20:
+        raise ManifestError(f"{where}.{key}: expected 1..2^20 numbers, found {len(value)}")
+    for i, v in enumerate(value):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v in (float("inf"), float("-inf")):
+            raise ManifestError(f"{where}.{key}[{i}]: expected a finite number, found {v!r}")
+    return tuple(float(v) for v in value)
+
+
+@dataclass(frozen=True)
+class AnyRes(LayoutSpec):
+    """LLaVA-NeXT / LLaVA-OneVision "anyres": the image is resized (aspect kept) and zero-padded to the
+    best of `grid_pinpoints` ([height, width] in pixels, whole tiles), cut into `tile_size` tiles row
+    by row, after the whole image squashed to one tile (the base view). Embeddings: the base tile's
+    rows, then the tiles' feature grid (`feature_side` per tile side) with the padding cut off, pooled
+    down when it holds more than `max_num_patches` tiles' worth (OneVision's anyres_max_N; None: never),
+    with `image_newline` (a model weight, float32 values) after each grid row. The marker expands to
+    one marker per row."""
+
+    kind: ClassVar[str] = "anyres"
+    tile_size: int
+    grid_pinpoints: tuple[tuple[int, int], ...]
+    feature_side: int
+    image_newline: tuple[float, ...]
+    max_num_patches: int | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str) -> "AnyRes":
+        tile = _side(d, "tile_size", where)
+        max_patches = get_field(d, "max_num_patches", (int, type(None)), where, True, None)
+        if max_patches is not None and not 1 <= max_patches <= 1024:
+            raise ManifestError(f"{where}.max_num_patches: expected 1..1024 or null, found {max_patches}")
+        spec = cls(
+            tile_size=tile,
+            grid_pinpoints=_pinpoints(d, where, tile),
+            feature_side=_side(d, "feature_side", where),
+            image_newline=_floats(d, "image_newline", where),
+            max_num_patches=max_patches,
+        )
+        if spec.feature_side > spec.tile_size:
+            raise ManifestError(f"{where}.feature_side: {spec.feature_side} exceeds tile_size {spec.tile_size}")
+        return spec
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        d["grid_pinpoints"] = [list(p) for p in self.grid_pinpoints]
+        d["image_newline"] = list(self.image_newline)
+        return d
+
+
+LAYOUTS: dict[str, type[LayoutSpec]] = {cls.kind: cls for cls in (SingleView, Idefics3Tiles, AnyRes)}
 
 
 def parse_layout(d: Any, where: str = "image.layout") -> LayoutSpec:

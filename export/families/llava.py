@@ -2,7 +2,9 @@
 Qwen2 backbone. Images enter as one `<image>` marker that expands to `tokens_per_image` rows."""
 from __future__ import annotations
 
-from mmedge.errors import UnsupportedConfigError
+from typing import ClassVar
+
+from mmedge.errors import CheckpointError, UnsupportedConfigError
 from mmedge.manifest import ImagePreprocessSpec, ImageSlotSpec, PromptSpec
 
 from ..checkpoint import load_pretrained, quiet_transformers
@@ -15,11 +17,11 @@ SUPPORTED_VISION = ("clip_vision_model", "siglip_vision_model")
 SUPPORTED_TEXT = ("llama", "qwen2")
 
 
-def _image_spec_from_processor(ip) -> ImagePreprocessSpec:
+def _image_spec_from_processor(ip, supported: tuple[str, ...] = SUPPORTED_IMAGE_PROCESSORS) -> ImagePreprocessSpec:
     name = type(ip).__name__.removesuffix("Fast").removesuffix("Pil")
-    if name not in SUPPORTED_IMAGE_PROCESSORS:
+    if name not in supported:
         raise UnsupportedConfigError(
-            f"image processor {type(ip).__name__} is not reproduced by mmedge's runtime; supported: {SUPPORTED_IMAGE_PROCESSORS}"
+            f"image processor {type(ip).__name__} is not reproduced by mmedge's runtime; supported: {supported}"
         )
     size = dict(ip.size)
     if not getattr(ip, "do_resize", True):
@@ -81,11 +83,34 @@ class LlavaFamily(Family):
         targets=("onnx", "executorch", "coreml", "gguf"),
     )
 
+    # The transformers class the checkpoint loads into, and the image processors whose output the
+    # family's runtime layout reproduces (their names without the Fast/Pil backend suffix).
+    model_class: ClassVar[str] = "LlavaForConditionalGeneration"
+    image_processors: ClassVar[tuple[str, ...]] = SUPPORTED_IMAGE_PROCESSORS
+
     def load(self, path: str) -> LoadedCheckpoint:
         quiet_transformers()
-        from transformers import AutoProcessor, LlavaForConditionalGeneration
+        import transformers
+        from transformers import AutoConfig
 
-        model, config = load_pretrained(LlavaForConditionalGeneration, path)
+        # Config and processor are checked before the weights are read (seconds, not minutes).
+        try:
+            config = AutoConfig.from_pretrained(path, local_files_only=True)
+        except (OSError, ValueError, KeyError) as e:
+            raise CheckpointError(f"{path}: transformers could not read config.json: {e}") from None
+        self.check_config(config)
+        processor = self.load_processor(path)
+        self.check_processor(processor, config)
+        model, config = load_pretrained(getattr(transformers, self.model_class), path)
+        return LoadedCheckpoint(model=model, processor=processor, config=config, path=str(path))
+
+    def load_processor(self, path: str):
+        from transformers import AutoProcessor
+
+        return AutoProcessor.from_pretrained(path)
+
+    def check_config(self, config) -> None:
+        """Refuse, with UnsupportedConfigError, a config whose options this family does not convert."""
         vision_type = config.vision_config.model_type
         text_type = config.text_config.model_type
         if vision_type not in SUPPORTED_VISION:
@@ -96,8 +121,9 @@ class LlavaFamily(Family):
             raise UnsupportedConfigError(
                 f"vision_feature_select_strategy {config.vision_feature_select_strategy!r}: expected 'default' or 'full'"
             )
-        processor = AutoProcessor.from_pretrained(path)
-        return LoadedCheckpoint(model=model, processor=processor, config=config, path=str(path))
+
+    def check_processor(self, processor, config) -> None:
+        _image_spec_from_processor(processor.image_processor, self.image_processors)
 
     # -- parts ---------------------------------------------------------------------------------
     def vision_encoder(self, ckpt: LoadedCheckpoint):
@@ -127,7 +153,7 @@ class LlavaFamily(Family):
 
     # -- data for the runtime ---------------------------------------------------------------------
     def image_preprocess(self, ckpt: LoadedCheckpoint) -> ImagePreprocessSpec:
-        return _image_spec_from_processor(ckpt.processor.image_processor)
+        return _image_spec_from_processor(ckpt.processor.image_processor, self.image_processors)
 
     def image_slot(self, ckpt: LoadedCheckpoint) -> ImageSlotSpec:
         h, w = self.image_preprocess(ckpt).output_hw()
