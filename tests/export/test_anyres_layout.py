@@ -10,7 +10,7 @@ import torch
 from mmedge.export.verify_inputs import synthetic_photo
 from mmedge.runtime.layouts import image_layout
 
-from .anyres_helpers import load_reference
+from .parity_helpers import load_reference
 
 PRESETS = ("next-clip-llama", "onevision-siglip-qwen2")
 # Odd sizes: wide, tall, tiny, larger than every pinpoint, square.

@@ -4,96 +4,45 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from mmedge.export.verify_inputs import synthetic_photo
 
-N_TOKENS = 32
-PRESETS = ("idefics3-llama", "smolvlm-llama")
+from .parity_helpers import FamilyParitySuite
 
 
-@pytest.fixture(scope="module", params=PRESETS)
-def exact_pipeline(request, bundles, checkpoints):
+
+class Idefics3Suite(FamilyParitySuite):
+    cases = (
+        (((131, 77),), "Describe this image."),  # no marker: the chat template places it; 3x2 tiles
+        (((64, 96), (150, 40)), "First <image> then <image>: what differs?"),  # two images, markers
+    )
+    n_ctx = 2048
+
+    def check_layout(self, layout) -> None:
+        assert layout.kind == "idefics3-tiles" and layout.split
+
+
+class TestIdefics3(Idefics3Suite):
+    preset = "idefics3-llama"
+
+
+class TestSmolVLM(Idefics3Suite):
+    preset = "smolvlm-llama"
+
+
+def test_prompt_holds_row_and_column_tags(bundles):
+    """The tiles really are several per image: the prompt has the processor's grid tags."""
     from mmedge.runtime.pipeline import Pipeline, RuntimeOptions
 
-    bundle, _ = bundles(request.param)
-    pipe = Pipeline(bundle, RuntimeOptions(exact=True, n_ctx=2048))
-    yield request.param, pipe, checkpoints(request.param)
-    pipe.close()
-
-
-@pytest.fixture(scope="module")
-def reference_models(checkpoints):
-    """preset -> (HF model, HF processor), loaded once; SmolVLM's processor is its image half
-    (the family's loader: its video half needs torchvision)."""
-    from mmedge.export.families.idefics3 import Idefics3Family
-
-    cache = {}
-
-    def get(preset):
-        if preset not in cache:
-            ckpt = Idefics3Family().load(str(checkpoints(preset)))
-            cache[preset] = (ckpt.model, ckpt.processor)
-        return cache[preset]
-
-    return get
-
-
-@pytest.mark.parametrize(
-    "sizes, prompt",
-    [
-        (((131, 77),), "Describe this image."),  # no marker: the chat template places it
-        (((64, 96), (150, 40)), "First <image> then <image>: what differs?"),  # two images, markers
-    ],
-    ids=["one-image", "two-images"],
-)
-def test_greedy_tokens_equal_transformers_generate(exact_pipeline, reference_models, sizes, prompt):
-    from mmedge.runtime.pipeline import GenerationParams
-
-    preset, pipe, _ = exact_pipeline
-    model, processor = reference_models(preset)
-    images = [synthetic_photo(w, h, seed=100 + i) for i, (w, h) in enumerate(sizes)]
-    text = pipe.format(prompt, len(images))
-    inputs = processor(images=[images], text=text, return_tensors="pt")
-    with torch.no_grad():
-        out = model.generate(**inputs, do_sample=False, max_new_tokens=N_TOKENS, min_new_tokens=N_TOKENS,
-                             eos_token_id=[int(t) for t in pipe.llm.eog_tokens],
-                             pad_token_id=processor.tokenizer.pad_token_id)
-    ref = out[0, inputs["input_ids"].shape[1]:].tolist()
-    ours = pipe.generate(images, prompt, GenerationParams(max_new_tokens=N_TOKENS, min_new_tokens=N_TOKENS))
-    assert len(ref) == N_TOKENS
-    assert ours.tokens == ref, f"{preset}: first difference at {next(i for i, (a, b) in enumerate(zip(ref, ours.tokens)) if a != b)}"
-    assert len(set(ref)) > 8  # varied text: equality means something
-    # Several tiles per image really were used: the processor wrote row/column tags.
-    hf_ids = inputs["input_ids"][0].tolist()
-    row_tags = [processor.tokenizer.convert_tokens_to_ids(f"<row_{r}_col_{c}>") for r in (1, 2) for c in (1, 2)]
-    assert all(t in hf_ids for t in row_tags)
-    image_id = pipe.manifest.image.marker_token_id
-    assert ours.prompt_tokens == [t for t in hf_ids if t != image_id]
-    assert ours.stats.prompt_positions == len(hf_ids)
-
-
-def test_generation_depends_on_the_image(exact_pipeline):
-    from mmedge.runtime.pipeline import GenerationParams
-
-    _, pipe, _ = exact_pipeline
-    params = GenerationParams(max_new_tokens=8, min_new_tokens=8)
-    a = pipe.generate([synthetic_photo(90, 70, seed=1)], "What is it?", params).tokens
-    b = pipe.generate([synthetic_photo(90, 70, seed=2)], "What is it?", params).tokens
-    assert a != b
-
-
-@pytest.mark.parametrize("preset", PRESETS)
-def test_export_report_is_exact(bundles, preset):
-    _, manifest = bundles(preset)
-    v = manifest.verification
-    assert v["greedy_tokens_equal"] == v["greedy_tokens_total"] == 64
-    assert all(c["prompt_tokens_equal"] for c in v["end_to_end"])
-    assert v["preprocess"]["max_abs_diff"] == 0.0
-    assert v["preprocess"]["encoder_inputs"] > v["preprocess"]["images"]  # tiles, not one view per image
-    assert v["split_vs_model_max_abs_diff"] < 1e-5
-    assert v["llm"]["top1_agreement"] == 1.0
-    assert manifest.image.layout.kind == "idefics3-tiles"
+    pipe = Pipeline(bundles("smolvlm-llama")[0], RuntimeOptions(n_ctx=2048))
+    try:
+        prepared = pipe.prepare_images([synthetic_photo(131, 77, seed=1)])
+        plan = pipe.plan(pipe.format("Describe this image.", 1), prepared)
+        tags = [pipe.llm.tokenize(f"<row_{r}_col_{c}>", add_special=False)[0] for r in (1, 2, 3) for c in (1, 2, 3, 4)]
+        assert all(t in plan.text_tokens for t in tags)
+        assert (prepared[0].info["rows"], prepared[0].info["cols"]) == (3, 4)
+    finally:
+        pipe.close()
 
 
 # -- the tiling itself, against the HF image processor, on real photographs ---------------------

@@ -2,7 +2,7 @@
 F32 GGUF in exact mode) reproduces transformers' greedy `generate` token for token."""
 from __future__ import annotations
 
-from .anyres_helpers import AnyResParitySuite
+from .parity_helpers import AnyResParitySuite
 
 
 class TestLlavaNextParity(AnyResParitySuite):

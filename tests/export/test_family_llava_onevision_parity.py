@@ -2,7 +2,7 @@
 with anyres_max_9 pooling, F32 GGUF in exact mode) reproduces transformers' greedy `generate`."""
 from __future__ import annotations
 
-from .anyres_helpers import AnyResParitySuite
+from .parity_helpers import AnyResParitySuite
 
 
 class TestLlavaOnevisionParity(AnyResParitySuite):

@@ -1,5 +1,5 @@
-"""Shared by the LLaVA-NeXT and LLaVA-OneVision parity tests: transformers' greedy reference and
-the checks every anyres family must pass."""
+"""Shared by every family's parity test: transformers' greedy reference and the checks each family
+must pass (`FamilyParitySuite`; a family's test file subclasses it with its preset and cases)."""
 from __future__ import annotations
 
 import pytest
@@ -19,9 +19,10 @@ def load_reference(checkpoint):
     return family, family.load(str(checkpoint))
 
 
-def hf_greedy(ckpt, images, text, eog_ids) -> tuple[list[int], list[int]]:
-    """(new tokens, prompt ids) of transformers' greedy generate, EOS banned as on our side."""
-    inputs = ckpt.processor(images=images, text=text, return_tensors="pt")
+def hf_greedy(family, ckpt, images, text, eog_ids) -> tuple[list[int], list[int]]:
+    """(new tokens, prompt ids) of transformers' greedy generate, EOS banned as on our side; the
+    inputs are the HF processor's, called as the family calls it."""
+    inputs = family.reference_inputs(ckpt, images, text)
     with torch.no_grad():
         out = ckpt.model.generate(**inputs, do_sample=False, max_new_tokens=N_TOKENS, min_new_tokens=N_TOKENS,
                                   eos_token_id=eog_ids, pad_token_id=ckpt.processor.tokenizer.pad_token_id)
@@ -29,43 +30,45 @@ def hf_greedy(ckpt, images, text, eog_ids) -> tuple[list[int], list[int]]:
     return out[0, len(prompt):].tolist(), prompt
 
 
-def check_greedy_parity(pipe, ckpt, sizes, prompt) -> list[int]:
+def check_greedy_parity(pipe, family, ckpt, sizes, prompt) -> list[int]:
     from mmedge.runtime.pipeline import GenerationParams
 
     images = [synthetic_photo(w, h, seed=100 + i) for i, (w, h) in enumerate(sizes)]
     text = pipe.format(prompt, len(images))
-    ref, hf_prompt = hf_greedy(ckpt, images, text, [int(t) for t in pipe.llm.eog_tokens])
+    ref, hf_prompt = hf_greedy(family, ckpt, images, text, [int(t) for t in pipe.llm.eog_tokens])
     ours = pipe.generate(images, prompt, GenerationParams(max_new_tokens=N_TOKENS, min_new_tokens=N_TOKENS))
     assert len(ref) == N_TOKENS
     assert ours.tokens == ref, f"first difference at {next(i for i, (a, b) in enumerate(zip(ref, ours.tokens)) if a != b)}"
     assert len(set(ref)) > 8  # the random model's text varies, or parity would prove little
     marker_id = pipe.manifest.image.marker_token_id
     assert ours.prompt_tokens == [t for t in hf_prompt if t != marker_id]
-    # The image-token runs are as long as HF's: one run per image, HF's count of rows each.
+    # The image-token runs are as long as HF's.
     prepared = pipe.prepare_images(images)
     assert sum(p.n_rows for p in prepared) == hf_prompt.count(marker_id)
     return ref
 
 
-def check_report_is_exact(manifest) -> None:
+def check_report_is_exact(manifest, tiled: bool) -> None:
     v = manifest.verification
     assert v["greedy_tokens_equal"] == v["greedy_tokens_total"] == 64
     assert all(c["prompt_tokens_equal"] for c in v["end_to_end"])
     assert v["preprocess"]["max_abs_diff"] == 0.0
-    assert v["preprocess"]["encoder_inputs"] > v["preprocess"]["images"]  # several tiles per image
+    if tiled:  # several encoder inputs per image
+        assert v["preprocess"]["encoder_inputs"] > v["preprocess"]["images"]
     assert v["split_vs_model_max_abs_diff"] == 0.0
     for part in ("vision_encoder", "projector"):
         assert v[part]["cosine"] > 0.99999 and v[part]["max_abs_diff"] < 1e-3
     assert v["llm"]["top1_agreement"] == 1.0
 
 
-class AnyResParitySuite:
-    """Each family's test file subclasses this with its preset and two cases (one image placed by the
-    chat template, two images placed by markers), chosen to exercise its grids."""
+class FamilyParitySuite:
+    """One preset of one family: two cases (one image placed by the chat template, two images
+    placed by markers), chosen to exercise the family's special path."""
 
     preset: str
     cases: tuple  # ((sizes, prompt), (sizes, prompt))
-    max_num_patches: int | None
+    tiled: bool = True
+    n_ctx: int = 1024
 
     @pytest.fixture(scope="class")
     @classmethod
@@ -73,19 +76,40 @@ class AnyResParitySuite:
         from mmedge.runtime.pipeline import Pipeline, RuntimeOptions
 
         bundle, _ = bundles(cls.preset)
-        pipe = Pipeline(bundle, RuntimeOptions(exact=True, n_ctx=1024))
-        yield pipe, load_reference(checkpoints(cls.preset))[1]
+        pipe = Pipeline(bundle, RuntimeOptions(exact=True, n_ctx=cls.n_ctx))
+        family, ckpt = load_reference(checkpoints(cls.preset))
+        yield pipe, family, ckpt
         pipe.close()
 
     @pytest.mark.parametrize("case", [0, 1], ids=["one-image", "two-images"])
     def test_greedy_tokens_equal_transformers_generate(self, exact_pipeline, case):
-        pipe, ckpt = exact_pipeline
+        pipe, family, ckpt = exact_pipeline
         sizes, prompt = self.cases[case]
-        check_greedy_parity(pipe, ckpt, sizes, prompt)
+        check_greedy_parity(pipe, family, ckpt, sizes, prompt)
+
+    def test_generation_depends_on_the_image(self, exact_pipeline):
+        """Control for the equality above: another image gives other tokens."""
+        from mmedge.runtime.pipeline import GenerationParams
+
+        pipe = exact_pipeline[0]
+        params = GenerationParams(max_new_tokens=8, min_new_tokens=8)
+        a = pipe.generate([synthetic_photo(90, 70, seed=1)], "What is it?", params).tokens
+        b = pipe.generate([synthetic_photo(90, 70, seed=2)], "What is it?", params).tokens
+        assert a != b
 
     def test_export_report_is_exact(self, bundles):
         _, manifest = bundles(self.preset)
-        check_report_is_exact(manifest)
-        layout = manifest.image.layout
+        check_report_is_exact(manifest, self.tiled)
+        self.check_layout(manifest.image.layout)
+
+    def check_layout(self, layout) -> None:
+        """The family's layout as exported (each suite says what it must be)."""
+        raise NotImplementedError
+
+
+class AnyResParitySuite(FamilyParitySuite):
+    max_num_patches: int | None
+
+    def check_layout(self, layout) -> None:
         assert (layout.kind, layout.tile_size, layout.feature_side, layout.max_num_patches) == (
             "anyres", 32, 4, self.max_num_patches)
