@@ -129,15 +129,18 @@ def cmd_run(args) -> int:
                                                  device=args.device, strict=args.strict, target=args.target))
     for note in pipe.placement_notes:
         print(f"mmedge run: warning: {note}", file=sys.stderr)
+    streamed: list[str] = []
     try:
         def emit(event):
+            streamed.append(event.text)
             sys.stdout.write(event.text)
             sys.stdout.flush()
 
         result = pipe.generate(args.image or [], args.prompt, params, raw_prompt=args.raw, on_token=emit)
     finally:
         pipe.close()
-    sys.stdout.write("\n")
+    # A UTF-8 sequence the last token left incomplete is not streamed; the result text ends with it.
+    sys.stdout.write(result.text[len("".join(streamed)):] + "\n")
     if args.stats:
         s = result.stats
         print(
@@ -176,12 +179,18 @@ def cmd_inspect(args) -> int:
     print(f"images   resize {p.resize_mode} {p.size} ({p.resample}), crop {p.crop_size}, rescale {p.rescale_factor}, "
           f"mean {p.image_mean}, std {p.image_std}")
     print(f"         marker {m.image.marker!r} (token {m.image.marker_token_id}) -> {m.image.tokens_per_image} embeddings "
-          f"of width {m.image.embedding_dim}")
+          f"of width {m.image.embedding_dim} per encoder input; layout {_layout_summary(m.image.layout)}")
     print(f"prompt   chat template: {'yes' if m.prompt.chat_template else 'no (images, then text)'}; BOS: {m.prompt.add_bos}")
     if m.verification:
         print("verification (at export):")
         _print_verification(m.verification)
     return 0
+
+
+def _layout_summary(layout) -> str:
+    """The layout kind and its scalar settings (long lists, such as a newline vector, are left out)."""
+    fields = {k: v for k, v in layout.to_dict().items() if k != "kind" and not isinstance(v, list)}
+    return layout.kind + (f" ({', '.join(f'{k}={v}' for k, v in fields.items())})" if fields else " (one view per image)")
 
 
 # -- demo -------------------------------------------------------------------------------------

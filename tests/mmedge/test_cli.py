@@ -44,6 +44,27 @@ def test_run_streams_the_pipeline_text(fp32_bundle, pipeline, tmp_path):
     assert re.search(r"TTFT [\d.]+ ms \| decode \d+ tok", proc.stderr)
 
 
+def test_cli_runs_a_tiled_bundle(bundles, tmp_path):
+    """A family with tiles goes through the same commands: inspect names the layout, run streams
+    the pipeline's greedy text for an image that becomes several tiles."""
+    from mmedge.export.verify_inputs import synthetic_photo
+    from mmedge.runtime.pipeline import GenerationParams, Pipeline, RuntimeOptions
+
+    bundle = bundles("smolvlm-llama")[0]
+    shown = run("inspect", bundle).stdout
+    assert "layout idefics3-tiles (longest_edge=128, tile_size=32, split=True" in shown
+    image = tmp_path / "wide.png"
+    synthetic_photo(131, 77, seed=4).save(image)
+    proc = run("run", bundle, "--image", image, "--prompt", "Describe it.", "--max-tokens", "12", "--exact", "--ctx", "2048")
+    assert proc.returncode == 0, proc.stderr
+    pipe = Pipeline(bundle, RuntimeOptions(exact=True, n_ctx=2048))
+    try:
+        expected = pipe.generate([image], "Describe it.", GenerationParams(max_new_tokens=12))
+    finally:
+        pipe.close()
+    assert proc.stdout == expected.text + "\n" and expected.tokens
+
+
 def test_run_seeded_sampling_is_reproducible(fp32_bundle, tmp_path):
     from mmedge.export.verify_inputs import synthetic_photo
 
