@@ -2,50 +2,16 @@
 Qwen2 backbone. Images enter as one `<image>` marker that expands to `tokens_per_image` rows."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from mmedge.errors import UnsupportedConfigError
 from mmedge.manifest import ImagePreprocessSpec, ImageSlotSpec, PromptSpec
 
 from ..checkpoint import load_pretrained, quiet_transformers
 from .base import Family, FamilyInfo, LoadedCheckpoint, register_family
+from .shared import image_spec_from_processor as _image_spec_from_processor
+from .shared import projected_shape, prompt_flags, text_backbone_of
 
-# Image processors whose preprocessing mmedge reproduces, and how their fields map to the spec.
-_RESAMPLE_NAMES = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
-SUPPORTED_IMAGE_PROCESSORS = ("CLIPImageProcessor", "SiglipImageProcessor")
 SUPPORTED_VISION = ("clip_vision_model", "siglip_vision_model")
 SUPPORTED_TEXT = ("llama", "qwen2")
-
-
-def _image_spec_from_processor(ip) -> ImagePreprocessSpec:
-    name = type(ip).__name__.removesuffix("Fast").removesuffix("Pil")
-    if name not in SUPPORTED_IMAGE_PROCESSORS:
-        raise UnsupportedConfigError(
-            f"image processor {type(ip).__name__} is not reproduced by mmedge's runtime; supported: {SUPPORTED_IMAGE_PROCESSORS}"
-        )
-    size = dict(ip.size)
-    if not getattr(ip, "do_resize", True):
-        raise UnsupportedConfigError("image processors with do_resize=False are not supported: the encoder needs a fixed size")
-    if "shortest_edge" in size:
-        mode, size = "shortest_edge", {"shortest_edge": int(size["shortest_edge"])}
-    elif "height" in size and "width" in size:
-        mode, size = "exact", {"height": int(size["height"]), "width": int(size["width"])}
-    else:
-        raise UnsupportedConfigError(f"image processor size {size} is not supported (need shortest_edge or height+width)")
-    crop = None
-    if getattr(ip, "do_center_crop", False):
-        crop = {"height": int(ip.crop_size["height"]), "width": int(ip.crop_size["width"])}
-    resample = ip.resample if isinstance(ip.resample, int) else int(ip.resample)
-    return ImagePreprocessSpec(
-        resize_mode=mode,
-        size=size,
-        resample=_RESAMPLE_NAMES[resample],
-        crop_size=crop,
-        rescale_factor=float(ip.rescale_factor) if getattr(ip, "do_rescale", True) else None,
-        image_mean=[float(v) for v in ip.image_mean] if getattr(ip, "do_normalize", True) else None,
-        image_std=[float(v) for v in ip.image_std] if getattr(ip, "do_normalize", True) else None,
-        convert_rgb=bool(getattr(ip, "do_convert_rgb", True) is not False),
-    )
 
 
 class LlavaVisionEncoder:
@@ -125,56 +91,27 @@ class LlavaFamily(Family):
         return feats
 
     def text_backbone(self, ckpt: LoadedCheckpoint):
-        from ..gguf.backbone import TextBackbone
-
-        model = ckpt.model
-        tensors = {f"model.{k}": v for k, v in model.model.language_model.state_dict().items()}
-        tied = bool(getattr(ckpt.config, "tie_word_embeddings", False) or ckpt.config.text_config.tie_word_embeddings)
-        if not tied:
-            tensors["lm_head.weight"] = model.lm_head.weight
-        tokenizer = ckpt.processor.tokenizer
-        return TextBackbone(
-            model_type=ckpt.config.text_config.model_type,
-            config=ckpt.config.text_config,
-            tensors=tensors,
-            tie_word_embeddings=tied,
-            tokenizer=tokenizer,
-            tokenizer_dir=ckpt.path,
-            # The tokenizer's own template, else the processor's (LLaVA keeps it there) so that
-            # the GGUF carries one either way.
-            chat_template=getattr(tokenizer, "chat_template", None) or getattr(ckpt.processor, "chat_template", None),
-            name=Path(ckpt.path).name,
-        )
+        return text_backbone_of(ckpt, ckpt.model.model.language_model, ckpt.model.lm_head)
 
     # -- data for the runtime ---------------------------------------------------------------------
     def image_preprocess(self, ckpt: LoadedCheckpoint) -> ImagePreprocessSpec:
         return _image_spec_from_processor(ckpt.processor.image_processor)
 
     def image_slot(self, ckpt: LoadedCheckpoint) -> ImageSlotSpec:
-        import torch
-
-        spec = self.image_preprocess(ckpt)
-        h, w = spec.output_hw()
-        with torch.no_grad():
-            feats = self.projector(ckpt)(self.vision_encoder(ckpt)(torch.zeros(1, 3, h, w)))
+        tokens, dim = projected_shape(self, ckpt)
         processor = ckpt.processor
         marker = processor.image_token
         return ImageSlotSpec(
             marker=marker,
             marker_token_id=int(processor.tokenizer.convert_tokens_to_ids(marker)),
-            tokens_per_image=int(feats.shape[1]),
-            embedding_dim=int(feats.shape[2]),
+            tokens_per_image=tokens,
+            embedding_dim=dim,
         )
 
     def prompt(self, ckpt: LoadedCheckpoint) -> PromptSpec:
-        tok = ckpt.processor.tokenizer
-        probe = tok("a").input_ids
-        add_bos = tok.bos_token_id is not None and len(probe) > 0 and probe[0] == tok.bos_token_id
-        from ..gguf.vocab import metaspace_prepend_scheme
-
-        spm = (Path(ckpt.path) / "tokenizer.model").is_file()
+        add_bos, prepend_space = prompt_flags(ckpt)
         return PromptSpec(chat_template=getattr(ckpt.processor, "chat_template", None), add_bos=add_bos,
-                          prepend_space=spm and metaspace_prepend_scheme(tok) == "first")
+                          prepend_space=prepend_space)
 
     def reference_inputs(self, ckpt: LoadedCheckpoint, images: list, text: str) -> dict:
         return ckpt.processor(images=images or None, text=text, return_tensors="pt")

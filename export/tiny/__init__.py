@@ -10,10 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from .gemma import PRESETS as GEMMA_PRESETS
 from .llava import DEFAULT_PRESET, PRESETS, build_tiny_llava
 
 TINY_BUILDERS: dict[str, Callable[..., Path]] = {
     **{name: (lambda out, seed=0, _n=name: build_tiny_llava(out, _n, seed)) for name in PRESETS},
+    **{name: (lambda out, seed=0, _b=builder: _b(out, seed=seed)) for name, builder in GEMMA_PRESETS.items()},
 }
 
 
