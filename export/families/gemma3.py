@@ -12,32 +12,8 @@ from mmedge.manifest import ImagePreprocessSpec, ImageSlotSpec, PromptSpec
 
 from ..checkpoint import load_pretrained, quiet_transformers
 from .base import Family, FamilyInfo, LoadedCheckpoint, register_family
-from .shared import image_spec_from_processor, projected_shape, prompt_flags, text_backbone_of
-
-
-class LastHiddenState:
-    """The vision tower's last hidden state (post-layernorm), what `get_image_features` projects."""
-
-    @staticmethod
-    def build(vision_tower):
-        import torch
-
-        class _Encoder(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.vision_tower = vision_tower
-
-            def forward(self, pixel_values):
-                return self.vision_tower(pixel_values=pixel_values).last_hidden_state
-
-        return _Encoder().eval()
-
-
-def require_model_types(config, vision: tuple[str, ...], text: tuple[str, ...]) -> None:
-    if config.vision_config.model_type not in vision:
-        raise UnsupportedConfigError(f"vision tower {config.vision_config.model_type!r} is not supported; supported: {vision}")
-    if config.text_config.model_type not in text:
-        raise UnsupportedConfigError(f"text backbone {config.text_config.model_type!r} is not supported; supported: {text}")
+from .shared import (LastHiddenState, image_spec_from_processor, projected_shape, prompt_flags, require_model_types,
+                     text_backbone_of)
 
 
 @register_family

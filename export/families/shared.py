@@ -90,3 +90,28 @@ def projected_shape(family, ckpt: LoadedCheckpoint) -> tuple[int, int]:
     with torch.no_grad():
         feats = family.projector(ckpt)(family.vision_encoder(ckpt)(torch.zeros(1, 3, h, w)))
     return int(feats.shape[1]), int(feats.shape[2])
+
+
+class LastHiddenState:
+    """The vision tower's last hidden state (post-layernorm), what `get_image_features` projects."""
+
+    @staticmethod
+    def build(vision_tower):
+        import torch
+
+        class _Encoder(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.vision_tower = vision_tower
+
+            def forward(self, pixel_values):
+                return self.vision_tower(pixel_values=pixel_values).last_hidden_state
+
+        return _Encoder().eval()
+
+
+def require_model_types(config, vision: tuple[str, ...], text: tuple[str, ...]) -> None:
+    if config.vision_config.model_type not in vision:
+        raise UnsupportedConfigError(f"vision tower {config.vision_config.model_type!r} is not supported; supported: {vision}")
+    if config.text_config.model_type not in text:
+        raise UnsupportedConfigError(f"text backbone {config.text_config.model_type!r} is not supported; supported: {text}")

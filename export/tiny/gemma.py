@@ -91,7 +91,7 @@ def build_tiny_gemma3(out_dir: str | Path, seed: int = 0, weight_scale: float = 
     return _save(model, processor, tok, out)
 
 
-def build_tiny_paligemma(out_dir: str | Path, seed: int = 0, weight_scale: float = 1.5) -> Path:
+def build_tiny_paligemma(out_dir: str | Path, seed: int = 0, weight_scale: float = 2.0) -> Path:
     import torch
     from transformers import (GemmaConfig, PaliGemmaConfig, PaliGemmaForConditionalGeneration, PaliGemmaProcessor,
                               SiglipImageProcessor, SiglipVisionConfig)
