@@ -158,7 +158,10 @@ def export_bundle(cfg: ExportConfig, progress: Progress = SILENT) -> Manifest:
                                else "reading back the GGUF's tensor types"):
                 final_path = writer.path(f"llm.{cfg.llm}.gguf")
                 if recipe.written_by != "writer":
-                    gguf_info = quantize_gguf(base_path, final_path, cfg.llm, threads=cfg.threads)
+                    # A prefix-LM prompt's text enters as token_embd rows the runtime reads itself (runtime/gguf_rows.py).
+                    token_type = "Q8_0" if slot.attention == "prefix" else None
+                    gguf_info = quantize_gguf(base_path, final_path, cfg.llm, threads=cfg.threads,
+                                              token_embedding_type=token_type)
                 parts["llm"] = _part("llm", final_path, "gguf", cfg.llm, gguf_info)
                 if gguf_info.get("fallback_note"):
                     progress.note(gguf_info["fallback_note"])

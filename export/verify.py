@@ -137,7 +137,7 @@ def verify_bundle(bundle_dir: str | Path, family: Family, ckpt: LoadedCheckpoint
             report["selected_targets"] = {r: part_target(p) for r, p in selected.items()}
 
         with progress.step("verify: LLM teacher-forced logits"):
-            report["llm"] = _verify_llm(llm, ckpt, m.parts["llm"].precision)
+            report["llm"] = _verify_llm(llm, family, ckpt, m.parts["llm"].precision)
 
         if pipe is not None:
             with progress.step(f"verify: end to end, {options.greedy_tokens} greedy tokens per case vs transformers generate"):
@@ -178,13 +178,13 @@ def _with_floor(numbers: dict, precision: str, part: str) -> dict:
     return numbers
 
 
-def _verify_llm(llm, ckpt: LoadedCheckpoint, precision: str) -> dict:
+def _verify_llm(llm, family: Family, ckpt: LoadedCheckpoint, precision: str) -> dict:
     import torch
 
     tok = ckpt.processor.tokenizer
     ids = tok(TEACHER_FORCED_TEXT).input_ids
     with torch.no_grad():
-        ref = ckpt.model(input_ids=torch.tensor([ids])).logits[0].numpy()
+        ref = family.reference_text_logits(ckpt, torch.tensor([ids]))[0].numpy()
     llm.reset()
     ours = llm.decode_tokens(ids, logits_for="all")
     llm.reset()

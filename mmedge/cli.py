@@ -125,7 +125,7 @@ def cmd_run(args) -> int:
         max_new_tokens=args.max_tokens,
         sampling=SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed),
     )
-    pipe = Pipeline(args.bundle, RuntimeOptions(n_ctx=args.ctx, threads=args.threads, exact=args.exact,
+    pipe = Pipeline(args.bundle, RuntimeOptions(n_ctx=args.ctx, n_batch=args.batch, threads=args.threads, exact=args.exact,
                                                  device=args.device, strict=args.strict, target=args.target))
     for note in pipe.placement_notes:
         print(f"mmedge run: warning: {note}", file=sys.stderr)
@@ -246,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ctx", type=int, default=4096, help="context length in positions (llama.cpp rounds it up to a multiple of 256 and caps it at the model's)")
+    p.add_argument("--batch", type=int, default=512, help="llama.cpp batch size; a bidirectional image run or "
+                   "prefix (Gemma 3, PaliGemma) must fit in one batch")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--exact", action="store_true", help="F32 KV cache and no flash attention (verification mode)")
     p.add_argument("--stats", action="store_true", help="print per-stage timings and where each part ran to stderr")

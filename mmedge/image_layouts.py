@@ -49,6 +49,29 @@ class SingleView(LayoutSpec):
 
 
 @dataclass(frozen=True)
+class SingleViewWrapped(LayoutSpec):
+    """One encoder input per image; the marker expands to `before`, `tokens_per_image` copies of
+    `image_token`, then `after` (Gemma 3: "\\n\\n<start_of_image>", <image_soft_token>..., "<end_of_image>\\n\\n")."""
+
+    kind: ClassVar[str] = "single-wrapped"
+    image_token: str
+    before: str = ""
+    after: str = ""
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str) -> "SingleViewWrapped":
+        return cls(image_token=_token_text(d, "image_token", where), before=_wrap_text(d, "before", where),
+                   after=_wrap_text(d, "after", where))
+
+
+def _wrap_text(d: dict, key: str, where: str) -> str:
+    value = get_field(d, key, str, where, True, "")
+    if len(value) > 1024:
+        raise ManifestError(f"{where}.{key}: expected at most 1024 characters, found {len(value)}")
+    return value
+
+
+@dataclass(frozen=True)
 class Idefics3Tiles(LayoutSpec):
     """Idefics3 / SmolVLM: resize so the longest edge is `longest_edge`, round both sides up to
     multiples of `tile_size`, cut tiles row by row, then add the whole image resized to one tile
@@ -146,7 +169,7 @@ class AnyRes(LayoutSpec):
         return d
 
 
-LAYOUTS: dict[str, type[LayoutSpec]] = {cls.kind: cls for cls in (SingleView, Idefics3Tiles, AnyRes)}
+LAYOUTS: dict[str, type[LayoutSpec]] = {cls.kind: cls for cls in (SingleView, SingleViewWrapped, Idefics3Tiles, AnyRes)}
 
 
 def parse_layout(d: Any, where: str = "image.layout") -> LayoutSpec:

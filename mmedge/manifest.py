@@ -26,6 +26,11 @@ RESAMPLE_FILTERS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming
 PART_ROLES = ("vision_encoder", "projector", "llm")
 TENSOR_ROLES = ("vision_encoder", "projector")
 ARTIFACT_KINDS = ("onnx", "pte", "mlpackage", "gguf")
+# How the LLM attends over image positions (`image.attention`):
+#   causal              every position sees only earlier ones (LLaVA);
+#   bidirectional-image the positions of one image's run see each other both ways (Gemma 3);
+#   prefix              the whole prompt, image and text, is one bidirectional prefix (PaliGemma).
+ATTENTION_MODES = ("causal", "bidirectional-image", "prefix")
 # Artifacts that are folders (hashed as a sorted list of their files' hashes).
 FOLDER_KINDS = ("mlpackage",)
 
@@ -186,6 +191,10 @@ class ImageSlotSpec:
     tokens_per_image: int
     embedding_dim: int
     layout: LayoutSpec = SingleView()
+    attention: str = "causal"
+    # The runtime divides image rows by this before injecting them: llama.cpp's gemma/gemma2 graphs
+    # multiply every input row by sqrt(n_embd), HF scales only token embeddings (1.0: no scaling).
+    embedding_divisor: float = 1.0
 
     @classmethod
     def from_dict(cls, d: dict) -> "ImageSlotSpec":
@@ -196,7 +205,13 @@ class ImageSlotSpec:
             tokens_per_image=_get(d, "tokens_per_image", int, where),
             embedding_dim=_get(d, "embedding_dim", int, where),
             layout=parse_layout(d.get("layout"), f"{where}.layout"),
+            attention=_get(d, "attention", str, where, True, "causal"),
+            embedding_divisor=float(_get(d, "embedding_divisor", (int, float), where, True, 1.0)),
         )
+        if spec.attention not in ATTENTION_MODES:
+            raise ManifestError(f"image.attention: expected one of {list(ATTENTION_MODES)}, found {spec.attention!r}; upgrade mmedge")
+        if not (math.isfinite(spec.embedding_divisor) and spec.embedding_divisor > 0):
+            raise ManifestError(f"image.embedding_divisor: expected a positive number, found {d.get('embedding_divisor')!r}")
         if not spec.marker:
             raise ManifestError("image.marker: must not be empty")
         if spec.marker_token_id < 0:
@@ -217,6 +232,8 @@ class PromptSpec:
     # SentencePiece tokenizers with HF's Metaspace prepend_scheme 'first': one space goes before
     # the prompt when it starts with plain text (the GGUF itself adds none).
     prepend_space: bool = False
+    # Position of the first prompt token (PaliGemma counts from 1).
+    first_position: int = 0
 
     @classmethod
     def from_dict(cls, d: dict) -> "PromptSpec":
@@ -226,7 +243,14 @@ class PromptSpec:
             fallback_format=_get(d, "fallback_format", str, where, True, "{images}{text}"),
             add_bos=_get(d, "add_bos", bool, where, True, True),
             prepend_space=_get(d, "prepend_space", bool, where, True, False),
+            first_position=_first_position(_get(d, "first_position", int, where, True, 0)),
         )
+
+
+def _first_position(value: int) -> int:
+    if not 0 <= value <= 1 << 20:
+        raise ManifestError(f"prompt.first_position: expected 0 .. 2^20, found {value}")
+    return value
 
 
 def _labelled(parts: dict, alternatives: dict) -> list[tuple[str, "PartSpec"]]:

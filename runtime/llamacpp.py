@@ -163,10 +163,11 @@ class LlamaModel:
         return bool(_ll.llama_vocab_is_eog(self.vocab, token))
 
     # -- the KV cache --------------------------------------------------------------------------
-    def reset(self) -> None:
+    def reset(self, first_position: int = 0) -> None:
+        """Empty the sequence; the next position is `first_position` (PaliGemma counts from 1)."""
         _ll.llama_memory_clear(_ll.llama_get_memory(self.ctx), True)
         self.n_past = 0
-        self.next_pos = 0
+        self.next_pos = first_position
 
     def _check_room(self, n: int) -> None:
         if self.n_past + n > self.n_ctx:
@@ -204,12 +205,16 @@ class LlamaModel:
         return None
 
     def decode_embeddings(self, embeddings: np.ndarray, want_last_logits: bool = False,
-                          grid: np.ndarray | None = None) -> np.ndarray | None:
+                          grid: np.ndarray | None = None, bidirectional: bool = False) -> np.ndarray | None:
         """Append rows of input embeddings [n, n_embd] (image tokens) to the sequence.
 
         `grid`: int offsets [3, n] (temporal, height, width) from the run's start position, for
         M-RoPE models; the next token then comes after the largest of them. Without it (or for a
         model with one position per token) the rows take consecutive positions.
+
+        `bidirectional`: the rows attend to each other both ways (and to everything before them).
+        llama.cpp turns causal masking off per decode, not per row, so the rows must go in one
+        ubatch; the context keeps n_ubatch = n_batch, hence the limit below.
         """
         embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
         if embeddings.ndim != 2 or embeddings.shape[1] != self.n_embd:
@@ -224,6 +229,21 @@ class LlamaModel:
         elif grid.shape != (3, n) or grid.min() < 0:
             raise BackendError(f"image positions have shape {grid.shape}, expected non-negative offsets of shape (3, {n})")
         positions = self.next_pos + np.asarray(grid, dtype=np.int64)
+        if bidirectional:
+            if n > self.n_batch:
+                raise PromptError(
+                    f"a run of {n} positions must be decoded bidirectionally in one batch, but the batch holds {self.n_batch}; "
+                    f"raise the batch size (`mmedge run --batch`, RuntimeOptions.n_batch) to at least {n}"
+                )
+            _ll.llama_set_causal_attn(self.ctx, False)
+            try:
+                return self._decode_embedding_rows(embeddings, positions, want_last_logits)
+            finally:
+                _ll.llama_set_causal_attn(self.ctx, True)
+        return self._decode_embedding_rows(embeddings, positions, want_last_logits)
+
+    def _decode_embedding_rows(self, embeddings: np.ndarray, positions: np.ndarray, want_last_logits: bool) -> np.ndarray | None:
+        n = embeddings.shape[0]
         last = None
         for start in range(0, n, self.n_batch):
             chunk = embeddings[start : start + self.n_batch]

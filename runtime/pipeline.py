@@ -20,8 +20,10 @@ from .backends import open_tensor_part, select_part
 from .devices import check_device, place_llm
 from .images import load_image
 from .layouts import PreparedImage, image_layout
+from .gguf_rows import GgufTensorRows
 from .llamacpp import LlamaModel, LlamaOptions, gpu_offload_available
-from .prompt import ImageRows, TokenPlan, expand_markers, format_prompt, plan_tokens
+from .prefill import prefill
+from .prompt import TokenPlan, expand_markers, format_prompt, plan_tokens
 from .sampling import Sampler, SamplingParams
 
 
@@ -126,6 +128,9 @@ class Pipeline:
                 f"the GGUF takes embeddings of width {self.llm.n_embd}, the manifest says {m.image.embedding_dim}; "
                 "the bundle's parts do not belong together, re-export it"
             )
+        # A prefix-LM prompt enters as embedding rows, text tokens included: read from the GGUF itself.
+        self.token_rows = (GgufTensorRows(self.bundle.path_of("llm"), "token_embd.weight")
+                           if m.image.attention == "prefix" else None)
         self.load_s = time.perf_counter() - t0
 
     @property
@@ -208,7 +213,7 @@ class Pipeline:
         embeddings = self.image_rows(prepared, stats)
 
         t0 = time.perf_counter()
-        self.llm.reset()
+        self.llm.reset(self.manifest.prompt.first_position)
         logits = self._prefill(plan, embeddings)
         stats.prefill_s = time.perf_counter() - t0
 
@@ -241,16 +246,8 @@ class Pipeline:
         return GenerationResult(tokens=out_tokens, text="".join(text_parts), stats=stats, prompt_tokens=plan.text_tokens)
 
     def _prefill(self, plan: TokenPlan, embeddings: np.ndarray) -> np.ndarray:
-        logits = None
-        for k, item in enumerate(plan.items):
-            last = k == len(plan.items) - 1
-            if isinstance(item, ImageRows):
-                logits = self.llm.decode_embeddings(embeddings[item.start:item.start + item.count], want_last_logits=last)
-            else:
-                logits = self.llm.decode_tokens(item, logits_for="last" if last else "none")
-        if logits is None:
-            raise PromptError("the prompt is empty after formatting; give some text or an image")
-        return logits
+        image = self.manifest.image
+        return prefill(image.attention, self.llm, plan, embeddings, image.embedding_divisor, self.token_rows)
 
     def close(self) -> None:
         self.llm.close()

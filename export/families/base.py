@@ -80,6 +80,10 @@ class Family(ABC):
     def reference_inputs(self, ckpt: LoadedCheckpoint, images: list, text: str) -> dict:
         """The HF processor's model inputs for `text` (already chat-formatted) and PIL images."""
 
+    def reference_text_logits(self, ckpt: LoadedCheckpoint, input_ids: "torch.Tensor") -> "torch.Tensor":
+        """The model's causal logits [1, n, vocab] on text alone (what the GGUF's teacher-forced check compares)."""
+        return ckpt.model(input_ids=input_ids).logits
+
     def reference_pixel_values(self, ckpt: LoadedCheckpoint, images: list, marker: str) -> "torch.Tensor":
         """The HF processor's encoder inputs for `images`, flattened to [tiles, 3, H, W] in prompt order."""
         pixels = self.reference_inputs(ckpt, images, marker * len(images))["pixel_values"]

@@ -1,5 +1,6 @@
-"""Pieces every family shares: the prompt spec from an HF tokenizer, the text backbone handed to
-the GGUF writer, and the per-tile normalisation spec read from an HF image processor."""
+"""Pieces every family shares: the preprocess spec read from an HF image processor, the prompt
+spec from its tokenizer, the text backbone handed to the GGUF writer, common encoder wrappers and
+config checks. (Imported by the families; registers nothing.)"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,6 +11,8 @@ from mmedge.manifest import ImagePreprocessSpec, PromptSpec
 from .base import LoadedCheckpoint
 
 RESAMPLE_NAMES = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
+# Single-view image processors whose preprocessing mmedge reproduces.
+SINGLE_VIEW_PROCESSORS = ("CLIPImageProcessor", "SiglipImageProcessor", "Gemma3ImageProcessor")
 
 
 def resample_name(image_processor) -> str:
@@ -17,6 +20,41 @@ def resample_name(image_processor) -> str:
     if resample not in RESAMPLE_NAMES:
         raise UnsupportedConfigError(f"image processor resample={resample!r} is not a PIL filter mmedge reproduces")
     return RESAMPLE_NAMES[resample]
+
+
+def image_spec_from_processor(ip, supported: tuple[str, ...] = SINGLE_VIEW_PROCESSORS) -> ImagePreprocessSpec:
+    """One view per image: resize (shortest edge or exact), optional center crop, rescale, normalize."""
+    name = type(ip).__name__.removesuffix("Fast").removesuffix("Pil")
+    if name not in supported:
+        raise UnsupportedConfigError(
+            f"image processor {type(ip).__name__} is not reproduced by mmedge's runtime; supported: {supported}"
+        )
+    if getattr(ip, "do_pan_and_scan", None):
+        raise UnsupportedConfigError("Gemma 3 pan-and-scan (do_pan_and_scan=True) is not supported; "
+                                     "set it to false in preprocessor_config.json (one view per image)")
+    size = dict(ip.size)
+    if not getattr(ip, "do_resize", True):
+        raise UnsupportedConfigError("image processors with do_resize=False are not supported: the encoder needs a fixed size")
+    if "shortest_edge" in size:
+        mode, size = "shortest_edge", {"shortest_edge": int(size["shortest_edge"])}
+    elif "height" in size and "width" in size:
+        mode, size = "exact", {"height": int(size["height"]), "width": int(size["width"])}
+    else:
+        raise UnsupportedConfigError(f"image processor size {size} is not supported (need shortest_edge or height+width)")
+    crop = None
+    if getattr(ip, "do_center_crop", False):
+        crop = {"height": int(ip.crop_size["height"]), "width": int(ip.crop_size["width"])}
+    normalize = getattr(ip, "do_normalize", True)
+    return ImagePreprocessSpec(
+        resize_mode=mode,
+        size=size,
+        resample=resample_name(ip),
+        crop_size=crop,
+        rescale_factor=float(ip.rescale_factor) if getattr(ip, "do_rescale", True) else None,
+        image_mean=[float(v) for v in ip.image_mean] if normalize else None,
+        image_std=[float(v) for v in ip.image_std] if normalize else None,
+        convert_rgb=bool(getattr(ip, "do_convert_rgb", True) is not False),
+    )
 
 
 def tile_spec(image_processor, height: int, width: int) -> ImagePreprocessSpec:
@@ -35,16 +73,22 @@ def tile_spec(image_processor, height: int, width: int) -> ImagePreprocessSpec:
     )
 
 
-def prompt_spec(ckpt: LoadedCheckpoint) -> PromptSpec:
-    """Chat template, BOS and the SentencePiece leading space, as the HF tokenizer behaves."""
+def prompt_flags(ckpt: LoadedCheckpoint) -> tuple[bool, bool]:
+    """(the tokenizer adds BOS, the runtime must prepend one space: SentencePiece with HF's 'first' scheme)."""
     from ..gguf.vocab import metaspace_prepend_scheme
 
     tok = ckpt.processor.tokenizer
     probe = tok("a").input_ids
     add_bos = tok.bos_token_id is not None and len(probe) > 0 and probe[0] == tok.bos_token_id
     spm = (Path(ckpt.path) / "tokenizer.model").is_file()
+    return add_bos, spm and metaspace_prepend_scheme(tok) == "first"
+
+
+def prompt_spec(ckpt: LoadedCheckpoint) -> PromptSpec:
+    """Chat template, BOS and the SentencePiece leading space, as the HF tokenizer behaves."""
+    add_bos, prepend_space = prompt_flags(ckpt)
     return PromptSpec(chat_template=getattr(ckpt.processor, "chat_template", None), add_bos=add_bos,
-                      prepend_space=spm and metaspace_prepend_scheme(tok) == "first")
+                      prepend_space=prepend_space)
 
 
 def text_backbone(ckpt: LoadedCheckpoint, language_model, lm_head, text_config):
@@ -76,3 +120,34 @@ def projected_rows(encoder, projector, height: int, width: int) -> tuple[int, in
     with torch.no_grad():
         feats = projector(encoder(torch.zeros(1, 3, height, width)))
     return int(feats.shape[1]), int(feats.shape[2])
+
+
+def projected_shape(family, ckpt: LoadedCheckpoint) -> tuple[int, int]:
+    """(rows per encoder input, embedding width) at the family's preprocess size."""
+    h, w = family.image_preprocess(ckpt).output_hw()
+    return projected_rows(family.vision_encoder(ckpt), family.projector(ckpt), h, w)
+
+
+class LastHiddenState:
+    """The vision tower's last hidden state (post-layernorm), what `get_image_features` projects."""
+
+    @staticmethod
+    def build(vision_tower):
+        import torch
+
+        class _Encoder(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.vision_tower = vision_tower
+
+            def forward(self, pixel_values):
+                return self.vision_tower(pixel_values=pixel_values).last_hidden_state
+
+        return _Encoder().eval()
+
+
+def require_model_types(config, vision: tuple[str, ...], text: tuple[str, ...]) -> None:
+    if config.vision_config.model_type not in vision:
+        raise UnsupportedConfigError(f"vision tower {config.vision_config.model_type!r} is not supported; supported: {vision}")
+    if config.text_config.model_type not in text:
+        raise UnsupportedConfigError(f"text backbone {config.text_config.model_type!r} is not supported; supported: {text}")

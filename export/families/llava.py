@@ -9,42 +9,13 @@ from mmedge.manifest import ImagePreprocessSpec, ImageSlotSpec, PromptSpec
 
 from ..checkpoint import load_pretrained, quiet_transformers
 from .base import Family, FamilyInfo, LoadedCheckpoint, register_family
-from .common import projected_rows, prompt_spec, resample_name, text_backbone
+from .common import image_spec_from_processor as _image_spec_from_processor
+from .common import projected_rows, prompt_spec, text_backbone
 
-# Image processors whose preprocessing mmedge reproduces.
+# Image processors whose preprocessing mmedge reproduces for LLaVA.
 SUPPORTED_IMAGE_PROCESSORS = ("CLIPImageProcessor", "SiglipImageProcessor")
 SUPPORTED_VISION = ("clip_vision_model", "siglip_vision_model")
 SUPPORTED_TEXT = ("llama", "qwen2")
-
-
-def _image_spec_from_processor(ip, supported: tuple[str, ...] = SUPPORTED_IMAGE_PROCESSORS) -> ImagePreprocessSpec:
-    name = type(ip).__name__.removesuffix("Fast").removesuffix("Pil")
-    if name not in supported:
-        raise UnsupportedConfigError(
-            f"image processor {type(ip).__name__} is not reproduced by mmedge's runtime; supported: {supported}"
-        )
-    size = dict(ip.size)
-    if not getattr(ip, "do_resize", True):
-        raise UnsupportedConfigError("image processors with do_resize=False are not supported: the encoder needs a fixed size")
-    if "shortest_edge" in size:
-        mode, size = "shortest_edge", {"shortest_edge": int(size["shortest_edge"])}
-    elif "height" in size and "width" in size:
-        mode, size = "exact", {"height": int(size["height"]), "width": int(size["width"])}
-    else:
-        raise UnsupportedConfigError(f"image processor size {size} is not supported (need shortest_edge or height+width)")
-    crop = None
-    if getattr(ip, "do_center_crop", False):
-        crop = {"height": int(ip.crop_size["height"]), "width": int(ip.crop_size["width"])}
-    return ImagePreprocessSpec(
-        resize_mode=mode,
-        size=size,
-        resample=resample_name(ip),
-        crop_size=crop,
-        rescale_factor=float(ip.rescale_factor) if getattr(ip, "do_rescale", True) else None,
-        image_mean=[float(v) for v in ip.image_mean] if getattr(ip, "do_normalize", True) else None,
-        image_std=[float(v) for v in ip.image_std] if getattr(ip, "do_normalize", True) else None,
-        convert_rgb=bool(getattr(ip, "do_convert_rgb", True) is not False),
-    )
 
 
 class LlavaVisionEncoder:

@@ -1,8 +1,8 @@
 """The text backbone handed from a family to the GGUF writer, and per-architecture data tables."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 
 @dataclass
@@ -19,25 +19,6 @@ class TextBackbone:
     name: str
 
 
-@dataclass(frozen=True)
-class ArchSpec:
-    """How one HF text architecture maps onto a llama.cpp architecture."""
-
-    gguf_arch: str
-    permute_qk: bool  # llama.cpp's llama arch expects HF's rotary halves interleaved back
-    has_qkv_bias: bool
-    # Multimodal rotary (Qwen2-VL): rotary frequencies split into sections rotated by the
-    # temporal, height and width positions of each token.
-    mrope: bool = False
-
-
-ARCHITECTURES: dict[str, ArchSpec] = {
-    "llama": ArchSpec(gguf_arch="llama", permute_qk=True, has_qkv_bias=False),
-    "qwen2": ArchSpec(gguf_arch="qwen2", permute_qk=False, has_qkv_bias=True),
-    "qwen2_vl_text": ArchSpec(gguf_arch="qwen2vl", permute_qk=False, has_qkv_bias=True, mrope=True),
-    "qwen2_5_vl_text": ArchSpec(gguf_arch="qwen2vl", permute_qk=False, has_qkv_bias=True, mrope=True),
-}
-
 # HF per-layer suffix -> gguf MODEL_TENSOR member name (looked up in gguf.MODEL_TENSOR).
 LAYER_TENSORS: dict[str, str] = {
     "input_layernorm.weight": "ATTN_NORM",
@@ -53,6 +34,19 @@ LAYER_TENSORS: dict[str, str] = {
     "mlp.up_proj.weight": "FFN_UP",
     "mlp.down_proj.weight": "FFN_DOWN",
 }
+# Gemma 2 / 3 norm around both blocks: HF's post_attention_layernorm is applied to the attention
+# output (llama.cpp's attn_post_norm), the FFN's input norm is pre_feedforward_layernorm.
+GEMMA2_LAYER_TENSORS: dict[str, str] = {
+    **{k: v for k, v in LAYER_TENSORS.items() if not k.endswith("_proj.bias")},
+    "post_attention_layernorm.weight": "ATTN_POST_NORM",
+    "pre_feedforward_layernorm.weight": "FFN_NORM",
+    "post_feedforward_layernorm.weight": "FFN_POST_NORM",
+}
+GEMMA3_LAYER_TENSORS: dict[str, str] = {
+    **GEMMA2_LAYER_TENSORS,
+    "self_attn.q_norm.weight": "ATTN_Q_NORM",
+    "self_attn.k_norm.weight": "ATTN_K_NORM",
+}
 GLOBAL_TENSORS: dict[str, str] = {
     "model.embed_tokens.weight": "TOKEN_EMBD",
     "model.norm.weight": "OUTPUT_NORM",
@@ -60,3 +54,43 @@ GLOBAL_TENSORS: dict[str, str] = {
 }
 # Buffers that HF keeps in the state dict but that llama.cpp computes itself.
 IGNORED_TENSORS = ("rotary_emb.inv_freq",)
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """How one HF text architecture maps onto a llama.cpp architecture."""
+
+    gguf_arch: str
+    permute_qk: bool  # llama.cpp's llama arch expects HF's rotary halves interleaved back
+    has_qkv_bias: bool
+    layer_tensors: dict = field(default_factory=lambda: LAYER_TENSORS)
+    # Gemma's RMSNorm multiplies by (1 + weight); llama.cpp's by weight, so its converter stores weight + 1.
+    norm_plus_one: bool = False
+    # llama.cpp's gemma/gemma2 graphs always take the output matrix from token_embd.
+    untied_output: bool = True
+    # Architecture-specific metadata (sliding window, softcaps, ...): writer, config -> the rope
+    # parameters of the global layers, or None for the config's own (export/gguf/gemma.py).
+    metadata: Callable[[Any, Any], dict | None] | None = None
+    # Multimodal rotary (Qwen2-VL): rotary frequencies split into sections rotated by the
+    # temporal, height and width positions of each token.
+    mrope: bool = False
+
+
+def _architectures() -> dict[str, ArchSpec]:
+    from .gemma import gemma2_metadata, gemma3_metadata, gemma_metadata
+
+    return {
+        "llama": ArchSpec(gguf_arch="llama", permute_qk=True, has_qkv_bias=False),
+        "qwen2": ArchSpec(gguf_arch="qwen2", permute_qk=False, has_qkv_bias=True),
+        "qwen2_vl_text": ArchSpec(gguf_arch="qwen2vl", permute_qk=False, has_qkv_bias=True, mrope=True),
+        "qwen2_5_vl_text": ArchSpec(gguf_arch="qwen2vl", permute_qk=False, has_qkv_bias=True, mrope=True),
+        "gemma": ArchSpec(gguf_arch="gemma", permute_qk=False, has_qkv_bias=False, norm_plus_one=True,
+                          untied_output=False, metadata=gemma_metadata),
+        "gemma2": ArchSpec(gguf_arch="gemma2", permute_qk=False, has_qkv_bias=False, norm_plus_one=True,
+                           untied_output=False, layer_tensors=GEMMA2_LAYER_TENSORS, metadata=gemma2_metadata),
+        "gemma3_text": ArchSpec(gguf_arch="gemma3", permute_qk=False, has_qkv_bias=False, norm_plus_one=True,
+                                layer_tensors=GEMMA3_LAYER_TENSORS, metadata=gemma3_metadata),
+    }
+
+
+ARCHITECTURES: dict[str, ArchSpec] = _architectures()

@@ -21,7 +21,13 @@ FTYPES: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
-def quantize_gguf(src: Path, dst: Path, name: str, threads: int = 0) -> dict:
+# ggml type ids (ggml.h) that a caller may pin token_embd to.
+GGML_TYPES = {"F32": 0, "F16": 1, "Q8_0": 8}
+
+
+def quantize_gguf(src: Path, dst: Path, name: str, threads: int = 0, token_embedding_type: str | None = None) -> dict:
+    """token_embedding_type: keep token_embd in this type (the runtime reads its rows itself for
+    prefix-LM prompts and dequantizes only F32/F16/Q8_0 exactly)."""
     if name not in FTYPES:
         raise RecipeError(f"llama_model_quantize type {name!r} is not wired; choose one of {list(FTYPES)}")
     import llama_cpp
@@ -33,6 +39,8 @@ def quantize_gguf(src: Path, dst: Path, name: str, threads: int = 0) -> dict:
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, ftype_name)
     params.nthread = threads
+    if token_embedding_type is not None:
+        params.token_embedding_type = GGML_TYPES[token_embedding_type]
     rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
     if rc != 0 or not Path(dst).is_file():
         raise ExportError(f"llama_model_quantize to {name} failed (code {rc})")
@@ -40,7 +48,7 @@ def quantize_gguf(src: Path, dst: Path, name: str, threads: int = 0) -> dict:
     # 2-D weights that did not get a promised type: llama.cpp's fallbacks (or its deliberate choices).
     other = sorted({t for n, t in types.items() if n.endswith(".weight") and t not in promised and t not in ("F32",)})
     info = {"tensor_types": count_types(types), "n_tensors": len(types), "quantized_by": "llama_model_quantize",
-            "requested": name}
+            "requested": name, **({"token_embedding_type": token_embedding_type} if token_embedding_type else {})}
     if other:
         info["fallback_note"] = (
             f"{name}: some tensors hold {other} instead of {list(promised)} "

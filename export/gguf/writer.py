@@ -12,7 +12,7 @@ import numpy as np
 from mmedge.errors import UnsupportedConfigError
 from mmedge.progress import SILENT, Progress
 
-from .backbone import ARCHITECTURES, GLOBAL_TENSORS, IGNORED_TENSORS, LAYER_TENSORS, TextBackbone
+from .backbone import ARCHITECTURES, GLOBAL_TENSORS, IGNORED_TENSORS, TextBackbone
 from .inspect import tensor_type_counts
 from .vocab import convert_vocab
 
@@ -65,7 +65,7 @@ def _permute_rotary(w: np.ndarray, n_head: int) -> np.ndarray:
     return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def _gguf_name(hf_name: str, n_layers: int) -> str | None:
+def _gguf_name(hf_name: str, n_layers: int, layer_tensors: dict) -> str | None:
     import gguf
 
     if hf_name in GLOBAL_TENSORS:
@@ -74,8 +74,8 @@ def _gguf_name(hf_name: str, n_layers: int) -> str | None:
     if len(parts) > 3 and parts[0] == "model" and parts[1] == "layers" and parts[2].isdigit():
         bid = int(parts[2])
         suffix = ".".join(parts[3:])
-        if suffix in LAYER_TENSORS and bid < n_layers:
-            return gguf.TENSOR_NAMES[gguf.MODEL_TENSOR[LAYER_TENSORS[suffix]]].format(bid=bid)
+        if suffix in layer_tensors and bid < n_layers:
+            return gguf.TENSOR_NAMES[gguf.MODEL_TENSOR[layer_tensors[suffix]]].format(bid=bid)
     return None
 
 
@@ -91,7 +91,6 @@ def write_gguf(backbone: TextBackbone, path: Path, out_type: str = "F32", progre
     n_layers, n_head = c.num_hidden_layers, c.num_attention_heads
     n_head_kv = getattr(c, "num_key_value_heads", None) or n_head
     head_dim = getattr(c, "head_dim", None) or c.hidden_size // n_head
-    rope = _rope_parameters(c)
     embed = backbone.tensors["model.embed_tokens.weight"]
     n_vocab = int(embed.shape[0])
 
@@ -104,6 +103,8 @@ def write_gguf(backbone: TextBackbone, path: Path, out_type: str = "F32", progre
     w.add_head_count(int(n_head))
     w.add_head_count_kv(int(n_head_kv))
     w.add_layer_norm_rms_eps(float(c.rms_norm_eps))
+    arch_rope = spec.metadata(w, c) if spec.metadata else None
+    rope = _rope_parameters(c) if arch_rope is None else {"rope_theta": 10000.0, "rope_type": "default", **arch_rope}
     w.add_rope_freq_base(float(rope["rope_theta"]))
     w.add_rope_dimension_count(int(head_dim))
     if head_dim * n_head != c.hidden_size:
@@ -130,12 +131,14 @@ def write_gguf(backbone: TextBackbone, path: Path, out_type: str = "F32", progre
     for hf_name in backbone.tensors:
         if hf_name.endswith(IGNORED_TENSORS):
             continue
-        gname = _gguf_name(hf_name, n_layers)
+        gname = _gguf_name(hf_name, n_layers, spec.layer_tensors)
         if gname is None:
             raise UnsupportedConfigError(f"tensor {hf_name!r} has no GGUF mapping for {backbone.model_type}; refusing to drop it")
         if hf_name.endswith("_proj.bias") and not spec.has_qkv_bias:
             raise UnsupportedConfigError(f"{hf_name}: attention biases are not supported by llama.cpp's {spec.gguf_arch} arch")
         names[hf_name] = gname + (".bias" if hf_name.endswith(".bias") else ".weight")
+    if not backbone.tie_word_embeddings and not spec.untied_output:
+        raise UnsupportedConfigError(f"untied embeddings: llama.cpp's {spec.gguf_arch} graph always uses token_embd as the output matrix")
     if not backbone.tie_word_embeddings and "lm_head.weight" not in backbone.tensors:
         raise UnsupportedConfigError("untied embeddings but no lm_head.weight in the checkpoint")
 
@@ -145,6 +148,8 @@ def write_gguf(backbone: TextBackbone, path: Path, out_type: str = "F32", progre
             data = _permute_rotary(data, n_head)
         elif spec.permute_qk and hf_name.endswith("self_attn.k_proj.weight"):
             data = _permute_rotary(data, n_head_kv)
+        if spec.norm_plus_one and hf_name.endswith("norm.weight"):
+            data = data + np.float32(1.0)  # as HF computes (1 + weight) in float32
         # Norms and biases stay F32 in an F16 file, as llama.cpp's own converter does.
         if out_type == "F16" and data.ndim == 2:
             data = data.astype(np.float16)

@@ -78,37 +78,71 @@ def build_qwen2_bpe(vocab_size: int = 600):
                                    extra_special_tokens={"image_token": image}, clean_up_tokenization_spaces=False)
 
 
+def _train_spm(tmp: str, vocab_size: int, **options) -> bytes:
+    """A SentencePiece BPE model with byte fallback trained on CORPUS; returns the model file's bytes."""
+    import sentencepiece as spm
+
+    corpus = Path(tmp) / "corpus.txt"
+    corpus.write_text(CORPUS)
+    prefix = str(Path(tmp) / "spm")
+    spm.SentencePieceTrainer.train(
+        input=str(corpus), model_prefix=prefix, vocab_size=vocab_size, model_type="bpe",
+        byte_fallback=True, character_coverage=1.0, num_threads=1, split_digits=True,
+        allow_whitespace_only_pieces=True, remove_extra_whitespaces=False,
+        normalization_rule_name="identity", minloglevel=2, **options,
+    )
+    return Path(prefix + ".model").read_bytes()
+
+
+def _load_spm(tokenizer_cls, model: bytes, tmp: str, **kwargs):
+    """transformers 5 converts a SentencePiece model when loading a folder that holds one. It saves
+    only tokenizer.json; real checkpoints also ship the model, which the GGUF converter reads, so
+    the builders keep it on the tokenizer for the checkpoint writer."""
+    folder = Path(tmp) / "tok"
+    folder.mkdir()
+    (folder / "tokenizer.model").write_bytes(model)
+    tok = tokenizer_cls.from_pretrained(str(folder), **kwargs)
+    tok.mmedge_spm_model = model
+    return tok
+
+
 def build_llama_spm(vocab_size: int = 400):
     """A SentencePiece BPE model with byte fallback, loaded as transformers' Llama tokenizer."""
-    import sentencepiece as spm
     from transformers import LlamaTokenizer
 
     with tempfile.TemporaryDirectory() as tmp:
-        corpus = Path(tmp) / "corpus.txt"
-        corpus.write_text(CORPUS)
-        prefix = str(Path(tmp) / "spm")
-        spm.SentencePieceTrainer.train(
-            input=str(corpus), model_prefix=prefix, vocab_size=vocab_size, model_type="bpe",
-            byte_fallback=True, character_coverage=1.0, num_threads=1, bos_id=1, eos_id=2, unk_id=0, pad_id=-1,
-            split_digits=True, allow_whitespace_only_pieces=True, remove_extra_whitespaces=False,
-            normalization_rule_name="identity", minloglevel=2,
-        )
-        folder = Path(tmp) / "tok"
-        folder.mkdir()
-        (folder / "tokenizer.model").write_bytes(Path(prefix + ".model").read_bytes())
-        # transformers 5 converts a SentencePiece model when loading a folder that holds one.
-        tok = LlamaTokenizer.from_pretrained(str(folder), legacy=False, add_bos_token=True, add_eos_token=False)
+        model = _train_spm(tmp, vocab_size, bos_id=1, eos_id=2, unk_id=0, pad_id=-1)
+        tok = _load_spm(LlamaTokenizer, model, tmp, legacy=False, add_bos_token=True, add_eos_token=False)
         tok.add_special_tokens({"pad_token": "<pad>"})
         tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
-        # transformers 5 saves only tokenizer.json; real Llama checkpoints also ship the
-        # SentencePiece model, which is what the GGUF converter reads.
-        tok.mmedge_spm_model = Path(prefix + ".model").read_bytes()
         return tok
 
 
 # Idefics3 / SmolVLM tile tags: the processor writes them around each tile's image tokens.
 IDEFICS3_SPECIALS = ("<fake_token_around_image>", "<global-img>", "<end_of_utterance>",
                      *(f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)))
+
+# Gemma's chat-turn markers; every Gemma tokenizer has them.
+GEMMA_TURN_TOKENS = ["<start_of_turn>", "<end_of_turn>"]
+
+
+def build_gemma_spm(image_tokens: dict[str, str], vocab_size: int = 400):
+    """A Gemma-style SentencePiece model (no dummy prefix, Gemma's special ids and names) loaded as
+    transformers' Gemma tokenizer, with the turn markers and `image_tokens` (attribute -> text,
+    e.g. {"image_token": "<image>"}) added as special tokens after the pieces, as Gemma ships them."""
+    from transformers import GemmaTokenizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model = _train_spm(tmp, vocab_size, pad_id=0, eos_id=1, bos_id=2, unk_id=3, pad_piece="<pad>",
+                           eos_piece="<eos>", bos_piece="<bos>", unk_piece="<unk>", add_dummy_prefix=False)
+        tok = _load_spm(GemmaTokenizer, model, tmp, add_bos_token=True, add_eos_token=False)
+        tok.add_special_tokens({"additional_special_tokens": GEMMA_TURN_TOKENS + list(image_tokens.values())})
+        # Named attributes (tokenizer.boi_token, .image_token, ...) that the processors read.
+        saved = Path(tmp) / "saved"
+        tok.save_pretrained(saved)
+        named = GemmaTokenizer.from_pretrained(str(saved), extra_special_tokens=dict(image_tokens))
+        named.mmedge_spm_model = model
+        return named
 
 
 TOKENIZER_BUILDERS: dict[str, Callable] = {

@@ -67,12 +67,13 @@ def valid_manifest_dict() -> dict:
             }
         },
         "image": {"marker": "<image>", "marker_token_id": 32000, "tokens_per_image": 576, "embedding_dim": 4096,
-                  "layout": {"kind": "single"}},
+                  "layout": {"kind": "single"}, "attention": "causal", "embedding_divisor": 1.0},
         "prompt": {
             "chat_template": "{% for m in messages %}{{ m['content'] }}{% endfor %}",
             "fallback_format": "{images}{text}",
             "add_bos": True,
             "prepend_space": False,
+            "first_position": 0,
         },
         "generation": {"eos_token_ids": [2], "max_new_tokens": 512},
         "verification": {"greedy_tokens_equal": 32, "greedy_tokens_total": 32},

@@ -175,11 +175,12 @@ def test_errors_are_manifest_errors_not_key_errors(valid):
             outcomes["ok"] += 1
         except ManifestError:
             outcomes["error"] += 1
-    assert len(paths) == 73
+    assert len(paths) == 76
     # required: 8 top level + preprocess.image + 4 in it (resize_mode, size, shortest_edge, resample)
     # + 2 crop_size keys + 3 parts + 3 x 5 part fields + 4 image fields + image.layout.kind = 38
-    # (image.layout itself is optional: absent means one view per image)
-    assert outcomes == {"ok": 73 - 38, "error": 38}
+    # (image.layout, image.attention, image.embedding_divisor and prompt.first_position are
+    # optional: absent means LLaVA's behaviour)
+    assert outcomes == {"ok": 76 - 38, "error": 38}
 
 
 @pytest.mark.parametrize("field, value, message", [
