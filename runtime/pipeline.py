@@ -137,17 +137,18 @@ class Pipeline:
         """Preprocessing: each image's encoder inputs (tiles) and prompt text, by the bundle's layout."""
         return [self.layout.prepare(img) for img in images]
 
-    def tile_embeddings(self, tiles: np.ndarray, stats: GenerationStats | None = None) -> np.ndarray:
-        """[T,3,H,W] -> [T, tokens_per_image, n_embd]: encoder then projector."""
+    def tile_embeddings(self, prepared: PreparedImage, stats: GenerationStats | None = None) -> np.ndarray:
+        """One image's encoder call then projector call: the shape its layout declares
+        ([tiles, tokens_per_image, n_embd], or Qwen2-VL's [rows, n_embd])."""
         t0 = time.perf_counter()
-        features = self.encoder.run(tiles)
+        features = self.encoder.run(prepared.encoder_inputs())
         t1 = time.perf_counter()
         embeddings = self.projector.run(features)
         t2 = time.perf_counter()
         if stats is not None:
             stats.encode_s += t1 - t0
             stats.project_s += t2 - t1
-        expected = (tiles.shape[0], self.manifest.image.tokens_per_image, self.manifest.image.embedding_dim)
+        expected = self.layout.projected_shape(prepared)
         if embeddings.shape != expected:
             raise BackendError(f"the projector returned shape {embeddings.shape}, the manifest promises {expected}")
         return embeddings
@@ -156,7 +157,7 @@ class Pipeline:
         """All images' embedding rows in prompt order: [sum of n_rows, n_embd]."""
         rows = []
         for p in prepared:
-            assembled = self.layout.assemble(p, self.tile_embeddings(p.tiles, stats))
+            assembled = self.layout.assemble(p, self.tile_embeddings(p, stats))
             if assembled.shape != (p.n_rows, self.manifest.image.embedding_dim):
                 raise BackendError(f"the image layout assembled {assembled.shape} rows, the prompt holds {p.n_rows}")
             rows.append(assembled)
@@ -209,7 +210,7 @@ class Pipeline:
 
         t0 = time.perf_counter()
         self.llm.reset()
-        logits = self._prefill(plan, embeddings)
+        logits = self._prefill(plan, embeddings, prepared)
         stats.prefill_s = time.perf_counter() - t0
 
         sampler = Sampler(params.sampling)
@@ -240,12 +241,16 @@ class Pipeline:
             text_parts.append(pending.decode("utf-8", errors="replace"))
         return GenerationResult(tokens=out_tokens, text="".join(text_parts), stats=stats, prompt_tokens=plan.text_tokens)
 
-    def _prefill(self, plan: TokenPlan, embeddings: np.ndarray) -> np.ndarray:
+    def _prefill(self, plan: TokenPlan, embeddings: np.ndarray, prepared: list[PreparedImage] | None = None) -> np.ndarray:
+        """Decode the plan's runs in order. Image runs go image by image, each with its layout's
+        M-RoPE grid when it has one (`prepared` omitted: consecutive positions, as text)."""
         logits = None
         for k, item in enumerate(plan.items):
             last = k == len(plan.items) - 1
             if isinstance(item, ImageRows):
-                logits = self.llm.decode_embeddings(embeddings[item.start:item.start + item.count], want_last_logits=last)
+                for start, count, grid in _image_pieces(item, prepared):
+                    logits = self.llm.decode_embeddings(embeddings[start:start + count], grid=grid,
+                                                        want_last_logits=last and start + count == item.start + item.count)
             else:
                 logits = self.llm.decode_tokens(item, logits_for="last" if last else "none")
         if logits is None:
@@ -254,6 +259,23 @@ class Pipeline:
 
     def close(self) -> None:
         self.llm.close()
+
+
+def _image_pieces(run: ImageRows, prepared: list[PreparedImage] | None):
+    """(start, count, grid) per image within a run of image rows: a run holding two adjacent
+    images is split between them, since each image's grid starts at its own first position."""
+    if not prepared or all(p.grid is None for p in prepared):
+        yield run.start, run.count, None
+        return
+    first = 0
+    for p in prepared:
+        lo, hi = max(first, run.start), min(first + p.n_rows, run.start + run.count)
+        if lo < hi:
+            if p.grid is not None and (lo, hi) != (first, first + p.n_rows):
+                raise PromptError("an image's tokens are split by other tokens, so its M-RoPE grid cannot be placed; "
+                                  "the prompt text holds image tokens of its own")
+            yield lo, hi - lo, p.grid
+        first += p.n_rows
 
 
 def _split_utf8(data: bytes) -> tuple[str, bytes]:

@@ -28,7 +28,9 @@ class FamilyInfo:
     projector: str
     encoders: tuple[str, ...]
     backbones: tuple[str, ...]
-    targets: tuple[str, ...]
+    targets: tuple[str, ...]  # what its parts compile to; export refuses any other --target up front
+    # Static int8 calibration feeds the encoder one input; families with several inputs say False.
+    static_calibration: bool = True
 
 
 @dataclass
@@ -79,6 +81,19 @@ class Family(ABC):
     @abstractmethod
     def reference_inputs(self, ckpt: LoadedCheckpoint, images: list, text: str) -> dict:
         """The HF processor's model inputs for `text` (already chat-formatted) and PIL images."""
+
+    def encoder_example(self, ckpt: LoadedCheckpoint, preprocess: "ImagePreprocessSpec") -> dict:
+        """Example encoder inputs by name, for export (dim 0 of each >= 2, exported as dynamic):
+        by default a batch of 2 random tiles of the preprocess size."""
+        import torch
+
+        h, w = preprocess.output_hw()
+        torch.manual_seed(0)
+        return {"pixel_values": torch.randn(2, 3, h, w)}
+
+    def reference_encoder_inputs(self, ckpt: LoadedCheckpoint, image, marker: str) -> dict:
+        """The HF processor's encoder inputs for one image, by name (one encoder call, as the runtime makes)."""
+        return {"pixel_values": self.reference_pixel_values(ckpt, [image], marker)}
 
     def reference_pixel_values(self, ckpt: LoadedCheckpoint, images: list, marker: str) -> "torch.Tensor":
         """The HF processor's encoder inputs for `images`, flattened to [tiles, 3, H, W] in prompt order."""

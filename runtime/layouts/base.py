@@ -38,9 +38,9 @@ class PreparedImage:
     # position; None: the rows take consecutive positions like text.
     grid: np.ndarray | None = None
 
-    def encoder_inputs(self) -> np.ndarray | dict[str, np.ndarray]:
-        """What one encoder call takes: the tiles alone, or every input by name."""
-        return {PIXEL_INPUT: self.tiles, **self.extra_inputs} if self.extra_inputs else self.tiles
+    def encoder_inputs(self) -> dict[str, np.ndarray]:
+        """What one encoder call takes, by input name."""
+        return {PIXEL_INPUT: self.tiles, **self.extra_inputs}
 
 
 class ImageLayout(ABC):
