@@ -133,11 +133,16 @@ class Qwen2VLFamily(Family):
 
     def load(self, path: str) -> LoadedCheckpoint:
         quiet_transformers()
-        from transformers import Qwen2VLForConditionalGeneration
+        from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
-        model, config = load_pretrained(Qwen2VLForConditionalGeneration, path)
+        # Refusals come from config.json and the processor files, before any weight is read.
+        try:
+            config = Qwen2VLConfig.from_pretrained(str(path), local_files_only=True)
+        except (OSError, ValueError, TypeError) as e:
+            raise CheckpointError(f"{path}: config.json is not a Qwen2-VL config transformers can read: {e}") from None
         processor = _load_processor(str(path))
         _check_config(config, processor.image_processor)
+        model, config = load_pretrained(Qwen2VLForConditionalGeneration, path)
         return LoadedCheckpoint(model=model, processor=processor, config=config, path=str(path))
 
     # -- parts ---------------------------------------------------------------------------------
