@@ -10,21 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .tokenizers import TOKENIZER_BUILDERS
+from .templates import chatml_template
 from .weights import scaled_random_init
 
-# Our own ChatML template with Qwen2-VL's vision tags around each image, images before the text.
-QWEN2VL_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' }}"
-    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
-    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}"
-    "{{ '<|vision_start|><|image_pad|><|vision_end|>' }}{% endfor %}"
-    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ content['text'] }}{% endfor %}"
-    "{% endif %}"
-    "{{ '<|im_end|>\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
+# ChatML with Qwen2-VL's vision tags around each image, images before the text.
+QWEN2VL_TEMPLATE = chatml_template("<|vision_start|><|image_pad|><|vision_end|>")
 
 
 @dataclass(frozen=True)
