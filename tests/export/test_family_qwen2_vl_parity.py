@@ -166,3 +166,34 @@ def test_unsupported_options_are_refused(checkpoints, tmp_path, file, change, me
     with pytest.raises(UnsupportedConfigError) as e:
         family_for_architecture("Qwen2VLForConditionalGeneration").load(str(folder))
     assert message in str(e.value)
+
+
+def test_manifest_lists_both_encoder_inputs(bundles):
+    """The two-input encoder is described in full: names, dtypes, one symbolic dim 0 shared by both;
+    the projector merges 4 patches into one row."""
+    _, m = bundles(PRESET)
+    enc, proj = m.parts["vision_encoder"], m.parts["projector"]
+    assert [(t.name, t.dtype) for t in enc.inputs] == [("pixel_values", "float32"), ("position_ids", "int64")]
+    assert enc.inputs[0].shape[1:] == [3 * 2 * 8 * 8] and enc.inputs[1].shape[1:] == [2]
+    assert isinstance(enc.inputs[0].shape[0], str) and enc.inputs[0].shape[0] == enc.inputs[1].shape[0]
+    assert proj.outputs[0].shape[1:] == [m.image.embedding_dim] and "4" in str(proj.outputs[0].shape[0])
+    assert (m.image.marker, m.image.tokens_per_image) == ("<|image_pad|>", 1)
+
+
+def test_runtime_runs_without_torch(qwen, bundles):
+    """The Qwen2-VL layout and the two-input encoder run with torch and transformers unimportable."""
+    import subprocess
+    import sys
+
+    from mmedge.runtime.pipeline import GenerationParams
+
+    from ..runtime.test_torch_free import BLOCKER
+
+    proc = subprocess.run([sys.executable, "-c", BLOCKER, str(bundles(PRESET)[0])], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["torch_loaded"] is False
+    expected = qwen[0].generate([synthetic_photo(90, 70, seed=3)], "What is this?",
+                                GenerationParams(max_new_tokens=12, min_new_tokens=12)).tokens
+    assert out["tokens"] == expected and len(expected) == 12
