@@ -34,13 +34,14 @@ def image_only_onevision_processor() -> type:
 
 
 @lru_cache(maxsize=None)
-def image_only_qwen2vl_processor() -> type:
-    """`Qwen2VLProcessor` without its (torchvision) video processor; `<|image_pad|>` expands by
-    transformers' own `replace_image_token` (grid_t * grid_h * grid_w / merge_size^2 tokens)."""
-    from transformers import Qwen2VLProcessor
+def image_only_qwen2vl_processor(base: str = "Qwen2VLProcessor") -> type:
+    """`Qwen2VLProcessor` (or `Qwen2_5_VLProcessor`) without its (torchvision) video processor;
+    `<|image_pad|>` expands by transformers' own `replace_image_token` (grid_t * grid_h * grid_w /
+    merge_size^2 tokens)."""
+    import transformers
     from transformers.processing_utils import ProcessorMixin
 
-    class ImageOnlyQwen2VLProcessor(Qwen2VLProcessor):
+    class ImageOnlyQwenVLProcessor(getattr(transformers, base)):
         def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
             self.image_token = getattr(tokenizer, "image_token", None) or "<|image_pad|>"
             self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
@@ -48,4 +49,4 @@ def image_only_qwen2vl_processor() -> type:
             self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
             ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
 
-    return ImageOnlyQwen2VLProcessor
+    return ImageOnlyQwenVLProcessor

@@ -9,6 +9,9 @@
    repeated `temporal_patch_size` times on the time axis (a still image is a one-frame video).
 4. Rotary ids (row, column) per patch in the same order, as the vision model derives them from
    image_grid_thw; M-RoPE offsets (0, row, column) per merged row, as get_rope_index places them.
+5. Qwen2.5-VL (`window_size`): merge groups reordered window by window, as the vision model's
+   get_vision_window_index orders them, with each patch's window number as a third encoder input;
+   `assemble` puts the projector's rows back in image order.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from ..preprocess import normalize_pixels, prepared_rgb, resize_rgb
 from .base import ImageLayout, PreparedImage, register_layout
 
 POSITION_INPUT = "position_ids"
+WINDOW_INPUT = "window_ids"
 # transformers refuses images more elongated than this.
 MAX_ASPECT = 200
 
@@ -69,6 +73,32 @@ def mrope_offsets(grid_h: int, grid_w: int, merge: int) -> np.ndarray:
     return np.stack([np.zeros(rows.size, np.int64), rows.ravel(), cols.ravel()]).astype(np.int64)
 
 
+def window_order(grid_h: int, grid_w: int, merge: int, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """(merge-group order, window number of each group in that order) for windows of `window`
+    merge groups a side, row-major windows over the merged grid (the last ones cut off)."""
+    rows, cols = np.meshgrid(np.arange(grid_h // merge), np.arange(grid_w // merge), indexing="ij")
+    key = np.lexsort(((cols % window).ravel(), (rows % window).ravel(), (cols // window).ravel(), (rows // window).ravel()))
+    windows_across = -(-(grid_w // merge) // window)
+    window_of = ((rows // window) * windows_across + cols // window).ravel()
+    return key.astype(np.int64), window_of[key].astype(np.int64)
+
+
+def patch_inputs(spec: Qwen2VLPatches, grid_h: int, grid_w: int) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """The encoder's inputs besides the patches for a grid_h x grid_w patch grid, and the merge-group
+    order the patches must be put in (None: the processor's own order)."""
+    ids = rotary_ids(grid_h, grid_w, spec.merge_size)
+    if spec.window_size is None:
+        return {POSITION_INPUT: ids}, None
+    order, window_of = window_order(grid_h, grid_w, spec.merge_size, spec.window_size // spec.factor)
+    unit = spec.merge_size**2
+    return {POSITION_INPUT: in_group_order(ids, order, unit), WINDOW_INPUT: np.repeat(window_of, unit)}, order
+
+
+def in_group_order(x: np.ndarray, order: np.ndarray, unit: int) -> np.ndarray:
+    """Rows of `x` (patches, merge group by merge group) with the groups taken in `order`."""
+    return x.reshape(len(order), unit, -1)[order].reshape(x.shape)
+
+
 @register_layout
 class Qwen2VLPatchesLayout(ImageLayout):
     kind = "qwen2vl-patches"
@@ -96,14 +126,22 @@ class Qwen2VLPatchesLayout(ImageLayout):
         grid_h, grid_w = self.grid(image.height, image.width)
         pixels = normalize_pixels(resize_rgb(image, grid_h * s.patch_size, grid_w * s.patch_size, pre), pre)
         n = grid_h * grid_w // s.merge_size**2
-        return PreparedImage(
-            tiles=patchify(pixels, s.patch_size, s.merge_size, s.temporal_patch_size),
-            text=s.image_pad_token * n,
-            n_rows=n,
-            info={"grid_thw": (1, grid_h, grid_w)},
-            extra_inputs={POSITION_INPUT: rotary_ids(grid_h, grid_w, s.merge_size)},
-            grid=mrope_offsets(grid_h, grid_w, s.merge_size),
-        )
+        patches = patchify(pixels, s.patch_size, s.merge_size, s.temporal_patch_size)
+        inputs, order = patch_inputs(s, grid_h, grid_w)
+        info: dict = {"grid_thw": (1, grid_h, grid_w)}
+        if order is not None:
+            patches = in_group_order(patches, order, s.merge_size**2)
+            info["window_order"] = order
+        return PreparedImage(tiles=patches, text=s.image_pad_token * n, n_rows=n, info=info, extra_inputs=inputs,
+                             grid=mrope_offsets(grid_h, grid_w, s.merge_size))
 
     def projected_shape(self, prepared: PreparedImage) -> tuple[int, ...]:
         return (prepared.n_rows, self.slot.embedding_dim)
+
+    def assemble(self, prepared: PreparedImage, tile_embeddings: np.ndarray) -> np.ndarray:
+        order = prepared.info.get("window_order")
+        if order is None:
+            return tile_embeddings
+        rows = np.empty_like(tile_embeddings)
+        rows[order] = tile_embeddings  # the projector's j-th row is merge group order[j]
+        return rows

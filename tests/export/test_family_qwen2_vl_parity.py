@@ -28,7 +28,8 @@ class TestQwen2VL(FamilyParitySuite):
     def check_layout(self, layout) -> None:
         assert (layout.kind, layout.patch_size, layout.merge_size, layout.temporal_patch_size) == (
             "qwen2vl-patches", 8, 2, 2)
-        assert (layout.min_pixels, layout.max_pixels, layout.image_pad_token) == (1024, 16384, "<|image_pad|>")
+        assert (layout.min_pixels, layout.max_pixels, layout.image_pad_token, layout.window_size) == (
+            1024, 16384, "<|image_pad|>", None)
 
 
 @pytest.fixture(scope="module")

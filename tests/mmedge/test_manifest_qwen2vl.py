@@ -18,7 +18,9 @@ def test_qwen2vl_layout_round_trips(valid):
     m = Manifest.from_dict(valid)
     assert m.image.layout.factor == 28
     assert Manifest.from_json(m.to_json()).image == m.image
-    assert m.image.layout.to_dict() == QWEN2VL
+    assert m.image.layout.to_dict() == {**QWEN2VL, "window_size": None}
+    valid["image"]["layout"] = {**QWEN2VL, "window_size": 112}
+    assert Manifest.from_dict(valid).image.layout.window_size == 112
 
 
 @pytest.mark.parametrize("change, message", [
@@ -31,6 +33,9 @@ def test_qwen2vl_layout_round_trips(valid):
     ({"min_pixels": 5000, "max_pixels": 4000}, "image.layout.min_pixels: 5000 exceeds max_pixels 4000"),
     ({"min_pixels": 50, "max_pixels": 100}, "image.layout.max_pixels: 100 is less than one merge group (28x28 pixels)"),
     ({"image_pad_token": ""}, "image.layout.image_pad_token: expected a token's text (1..256 characters), found ''"),
+    ({"window_size": 100}, "image.layout.window_size: expected a multiple of 28 (patch_size * merge_size) in 1..8192 or null, found 100"),
+    ({"window_size": 0}, "image.layout.window_size: expected a multiple of 28"),
+    ({"window_size": "112"}, "image.layout.window_size: expected int or NoneType, found str"),
     ({"merge_size": True}, "image.layout.merge_size: expected int, found a boolean"),
 ])
 def test_bad_qwen2vl_values(valid, change, message):
