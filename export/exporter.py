@@ -74,10 +74,23 @@ def _onnx_specs(graph_path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
     return [spec(v) for v in model.graph.input], [spec(v) for v in model.graph.output]
 
 
-def _torch_specs(in_name: str, example, out_name: str, output) -> tuple[list[TensorSpec], list[TensorSpec]]:
+def _torch_specs(inputs: dict, out_name: str, output) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """For artifacts without readable signatures: the shapes the module was exported with, batch symbolic."""
-    return ([TensorSpec(in_name, ["batch", *example.shape[1:]], "float32")],
+    return ([TensorSpec(name, ["batch", *x.shape[1:]], str(x.dtype).removeprefix("torch.")) for name, x in inputs.items()],
             [TensorSpec(out_name, ["batch", *output.shape[1:]], "float32")])
+
+
+def check_family_targets(cfg: ExportConfig, family) -> None:
+    """Refuse, before any weight is loaded, a target or recipe the family cannot be compiled for."""
+    info = family.info
+    for name in {cfg.encoder_target, cfg.projector_target, *cfg.extra_targets}:
+        if name not in info.targets:
+            raise RecipeError(
+                f"--target {name}: the {info.name} family's parts cannot be compiled for {name} "
+                f"(it supports {[t for t in info.targets if t != 'gguf']}); choose one of those")
+    if not info.static_calibration and {cfg.encoder, cfg.projector} & set(NEEDS_CALIBRATION):
+        raise RecipeError(f"the {info.name} family's encoder takes several inputs, which static calibration "
+                          f"({sorted(NEEDS_CALIBRATION)}) does not feed; choose int8 (dynamic) or fp32")
 
 
 def _part(role: str, path: Path, kind: str, precision: str, details: dict, specs=None) -> PartSpec:
@@ -90,6 +103,7 @@ def export_bundle(cfg: ExportConfig, progress: Progress = SILENT) -> Manifest:
     # Everything that can refuse the job runs before torch is imported (seconds).
     arch = architecture_of(cfg.checkpoint)
     family = family_for_architecture(arch)
+    check_family_targets(cfg, family)
     check_weights(cfg.checkpoint)
     needs_calibration = cfg.encoder in NEEDS_CALIBRATION or cfg.projector in NEEDS_CALIBRATION
     progress.total = 5 + 2 * len(cfg.extra_targets) + int(cfg.verify) + int(needs_calibration)
@@ -104,15 +118,13 @@ def export_bundle(cfg: ExportConfig, progress: Progress = SILENT) -> Manifest:
             preprocess = family.image_preprocess(ckpt)
             slot = family.image_slot(ckpt)
             prompt = family.prompt(ckpt)
-        h, w = preprocess.output_hw()
         encoder = family.vision_encoder(ckpt)
         projector = family.projector(ckpt)
-        torch.manual_seed(0)
-        example_pixels = torch.randn(2, 3, h, w)
+        examples = family.encoder_example(ckpt, preprocess)
         with torch.no_grad():
-            example_features = encoder(example_pixels)
+            example_features = encoder(**examples)
             split = projector(example_features)
-            own = family.reference_image_features(ckpt, example_pixels).reshape(split.shape)
+            own = family.reference_image_features(ckpt, **examples).reshape(split.shape)
         split_diff = float((split - own).abs().max())
         if split_diff > SPLIT_TOLERANCE:
             raise ExportError(
@@ -127,21 +139,21 @@ def export_bundle(cfg: ExportConfig, progress: Progress = SILENT) -> Manifest:
                     (("vision_encoder", cfg.encoder_target), ("projector", cfg.projector_target))]
             jobs += [(role, name, True) for name in cfg.extra_targets for role in ("vision_encoder", "projector")]
             io = {
-                "vision_encoder": (encoder, example_pixels, example_features, "pixel_values", "image_features", cfg.encoder),
-                "projector": (projector, example_features, split, "image_features", "image_embeddings", cfg.projector),
+                "vision_encoder": (encoder, examples, example_features, "image_features", cfg.encoder),
+                "projector": (projector, {"image_features": example_features}, split, "image_embeddings", cfg.projector),
             }
             alternatives: dict[str, list[PartSpec]] = {}
             for role, target_name, is_alternative in jobs:
-                module, example, output, in_name, out_name, precision = io[role]
+                module, inputs, output, out_name, precision = io[role]
                 target = tensor_target(target_name)
                 with progress.step(f"exporting {role} to {target.name} ({precision})"):
                     out = writer.path(f"{role}.{precision}.{target.suffix}")
-                    details = target.export(module, example, in_name, out_name, precision, out, tmp,
+                    details = target.export(module, inputs, out_name, precision, out, tmp,
                                             calibration=calibration.get(role) if precision in NEEDS_CALIBRATION else None)
                     details["target"] = target.name
                     if precision in NEEDS_CALIBRATION:
                         details["calibration"] = calibration["source"]
-                    part = _part(role, out, target.kind, precision, details, _torch_specs(in_name, example, out_name, output))
+                    part = _part(role, out, target.kind, precision, details, _torch_specs(inputs, out_name, output))
                     if is_alternative:
                         alternatives.setdefault(role, []).append(part)
                     else:

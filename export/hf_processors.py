@@ -1,6 +1,6 @@
 """transformers processors that cannot be built in mmedge's environment, made buildable.
 
-`LlavaOnevisionProcessor` requires a video processor, and transformers' video processors require
+`LlavaOnevisionProcessor` and `Qwen2VLProcessor` require a video processor, and transformers' video processors require
 torchvision, which mmedge does not install (the PIL image processors are its reference). Images
 never touch the video processor, so this subclass drops it: everything else (how `<image>`
 expands, the token count, the image processor) is transformers' own code, inherited unchanged.
@@ -31,3 +31,22 @@ def image_only_onevision_processor() -> type:
             ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
 
     return ImageOnlyLlavaOnevisionProcessor
+
+
+@lru_cache(maxsize=None)
+def image_only_qwen2vl_processor(base: str = "Qwen2VLProcessor") -> type:
+    """`Qwen2VLProcessor` (or `Qwen2_5_VLProcessor`) without its (torchvision) video processor;
+    `<|image_pad|>` expands by transformers' own `replace_image_token` (grid_t * grid_h * grid_w /
+    merge_size^2 tokens)."""
+    import transformers
+    from transformers.processing_utils import ProcessorMixin
+
+    class ImageOnlyQwenVLProcessor(getattr(transformers, base)):
+        def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+            self.image_token = getattr(tokenizer, "image_token", None) or "<|image_pad|>"
+            self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
+            self.video_token = getattr(tokenizer, "video_token", None) or "<|video_pad|>"
+            self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
+            ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
+
+    return ImageOnlyQwenVLProcessor

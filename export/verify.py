@@ -37,6 +37,29 @@ def compare(reference: np.ndarray, candidate: np.ndarray) -> dict:
     return {"cosine": cosine(reference, candidate), "max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean())}
 
 
+def compare_calls(references: list[np.ndarray], candidates: list[np.ndarray]) -> dict:
+    """`compare` over several calls (one per image) taken together."""
+    for r, c in zip(references, candidates, strict=True):
+        if r.shape != c.shape:
+            raise VerificationError(f"shapes differ: PyTorch {r.shape}, bundle {c.shape}")
+    return compare(np.concatenate([r.ravel() for r in references]), np.concatenate([c.ravel() for c in candidates]))
+
+
+def _compare_preprocessing(ours: list[dict], reference: list[dict]) -> dict:
+    """The bundle's encoder inputs vs the HF processor's, image by image and input by input."""
+    worst = 0.0
+    for i, (a, b) in enumerate(zip(ours, reference, strict=True)):
+        if sorted(a) != sorted(b):
+            raise VerificationError(f"preprocessing: the bundle's layout makes encoder inputs {sorted(a)}, the HF processor {sorted(b)}")
+        for name, ref in b.items():
+            ref = ref.numpy()
+            if a[name].shape != ref.shape:
+                raise VerificationError(f"preprocessing, image {i}: the bundle's layout makes {name} {a[name].shape}, "
+                                        f"the HF processor {ref.shape}")
+            worst = max(worst, float(np.abs(a[name].astype(np.float64) - ref.astype(np.float64)).max()))
+    return {"max_abs_diff": worst, "images": len(ours), "encoder_inputs": sum(int(next(iter(a.values())).shape[0]) for a in ours)}
+
+
 def common_prefix(a: list[int], b: list[int]) -> int:
     n = 0
     for x, y in zip(a, b):
@@ -103,29 +126,31 @@ def verify_bundle(bundle_dir: str | Path, family: Family, ckpt: LoadedCheckpoint
         projector = family.projector(ckpt)
 
         with progress.step("verify: preprocessing, encoder, projector"):
+            # One encoder call per image, as the runtime makes them (an encoder whose attention
+            # spans its whole input, like Qwen2-VL's, must never see two images at once).
             images = [img for case in CASES for img in case_images(case)]
-            hf_pixels = family.reference_pixel_values(ckpt, images, m.image.marker)
             layout = image_layout(m.image_preprocess, m.image)
-            ours = np.concatenate([layout.prepare(img).tiles for img in images])
-            if ours.shape != tuple(hf_pixels.shape):
-                raise VerificationError(f"preprocessing: the bundle's layout makes encoder inputs {ours.shape}, "
-                                        f"the HF processor {tuple(hf_pixels.shape)}")
-            report["preprocess"] = {"max_abs_diff": float(np.abs(ours - hf_pixels.numpy()).max()), "images": len(images),
-                                    "encoder_inputs": int(ours.shape[0])}
+            ours = [layout.prepare(img).encoder_inputs() for img in images]
+            hf_inputs = [family.reference_encoder_inputs(ckpt, img, m.image.marker) for img in images]
+            report["preprocess"] = _compare_preprocessing(ours, hf_inputs)
 
             with torch.no_grad():
-                ref_features = encoder(hf_pixels)
-                ref_embeddings = projector(ref_features)
-                model_features = family.reference_image_features(ckpt, hf_pixels)
-            report["split_vs_model_max_abs_diff"] = float((ref_embeddings - model_features.reshape(ref_embeddings.shape)).abs().max())
+                ref_features = [encoder(**x) for x in hf_inputs]
+                ref_embeddings = [projector(f) for f in ref_features]
+                model_features = [family.reference_image_features(ckpt, **x) for x in hf_inputs]
+            report["split_vs_model_max_abs_diff"] = max(
+                float((e - f.reshape(e.shape)).abs().max()) for e, f in zip(ref_embeddings, model_features))
             report["alternatives"] = {}
-            for role, x, ref in (("vision_encoder", hf_pixels, ref_features), ("projector", ref_features, ref_embeddings)):
+            calls = {"vision_encoder": ([{k: v.numpy() for k, v in x.items()} for x in hf_inputs], ref_features),
+                     "projector": ([f.numpy() for f in ref_features], ref_embeddings)}
+            for role, (xs, refs) in calls.items():
+                refs = [r.numpy() for r in refs]
                 for part in m.candidates(role):
                     if part is selected[role] and role in runners:
-                        numbers = compare(ref.numpy(), runners[role].run(x.numpy()))
+                        numbers = compare_calls(refs, [runners[role].run(x) for x in xs])
                     elif unavailable_reason(part) is None:
                         runner = open_tensor_part(bundle.path_for(part), part, options.threads, options.device, options.strict)
-                        numbers = compare(ref.numpy(), runner.run(x.numpy()))
+                        numbers = compare_calls(refs, [runner.run(x) for x in xs])
                     else:
                         numbers = _static_check(part, unavailable_reason(part))
                     numbers = _with_floor(numbers, part.precision, role)

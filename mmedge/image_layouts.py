@@ -169,7 +169,67 @@ class AnyRes(LayoutSpec):
         return d
 
 
-LAYOUTS: dict[str, type[LayoutSpec]] = {cls.kind: cls for cls in (SingleView, SingleViewWrapped, Idefics3Tiles, AnyRes)}
+def _bounded(d: dict, key: str, where: str, low: int, high: int) -> int:
+    value = get_field(d, key, int, where)
+    if not low <= value <= high:
+        raise ManifestError(f"{where}.{key}: expected {low}..{high}, found {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Qwen2VLPatches(LayoutSpec):
+    """Qwen2-VL: the image is resized to multiples of patch_size * merge_size with between
+    `min_pixels` and `max_pixels` pixels (aspect kept as closely as possible, HF's smart_resize), cut
+    into patch_size patches (each repeated `temporal_patch_size` times, as a one-frame video),
+    ordered merge group by merge group. The encoder takes one image's patches and their (row,
+    column) rotary ids; the projector merges each merge_size x merge_size group into one row. The
+    marker expands to one `image_pad_token` per row; the rows take M-RoPE positions on their grid.
+
+    `window_size` (pixels, Qwen2.5-VL; None for Qwen2-VL): the merge groups are reordered window by
+    window (row-major windows of window_size pixels) before the encoder, which also takes each
+    patch's window number (its windowed blocks attend within a window); the rows are put back in
+    image order after the projector."""
+
+    kind: ClassVar[str] = "qwen2vl-patches"
+    patch_size: int
+    temporal_patch_size: int
+    merge_size: int
+    min_pixels: int
+    max_pixels: int
+    image_pad_token: str
+    window_size: int | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str) -> "Qwen2VLPatches":
+        window = get_field(d, "window_size", (int, type(None)), where, True, None)
+        spec = cls(
+            patch_size=_bounded(d, "patch_size", where, 1, 1024),
+            temporal_patch_size=_bounded(d, "temporal_patch_size", where, 1, 16),
+            merge_size=_bounded(d, "merge_size", where, 1, 16),
+            min_pixels=_bounded(d, "min_pixels", where, 1, 1 << 28),
+            max_pixels=_bounded(d, "max_pixels", where, 1, 1 << 28),
+            image_pad_token=_token_text(d, "image_pad_token", where),
+            window_size=window,
+        )
+        if window is not None and not (1 <= window <= 8192 and window % spec.factor == 0):
+            raise ManifestError(f"{where}.window_size: expected a multiple of {spec.factor} (patch_size * merge_size) "
+                                f"in 1..8192 or null, found {window}")
+        if spec.min_pixels > spec.max_pixels:
+            raise ManifestError(f"{where}.min_pixels: {spec.min_pixels} exceeds max_pixels {spec.max_pixels}")
+        if spec.max_pixels < spec.factor**2:
+            raise ManifestError(f"{where}.max_pixels: {spec.max_pixels} is less than one merge group "
+                                f"({spec.factor}x{spec.factor} pixels)")
+        return spec
+
+    @property
+    def factor(self) -> int:
+        """Resized sides are multiples of this."""
+        return self.patch_size * self.merge_size
+
+
+LAYOUTS: dict[str, type[LayoutSpec]] = {
+    cls.kind: cls for cls in (SingleView, SingleViewWrapped, Idefics3Tiles, AnyRes, Qwen2VLPatches)
+}
 
 
 def parse_layout(d: Any, where: str = "image.layout") -> LayoutSpec:

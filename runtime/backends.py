@@ -1,7 +1,8 @@
 """One backend per artifact kind for the tensor parts (encoder, projector), in a registry.
 
-A backend takes float32 numpy arrays and returns float32 numpy arrays; the pipeline does not
-know which runtime runs a part. Later targets (ExecuTorch, Core ML) add an entry here.
+A backend takes numpy arrays and returns a float32 numpy array; the pipeline does not know which
+runtime runs a part. A part with one input takes an array; a part with several (Qwen2-VL's
+encoder: patches and rotary ids) takes a dict name -> array (ONNX only).
 """
 from __future__ import annotations
 
@@ -19,8 +20,25 @@ from mmedge.manifest import PartSpec
 from .devices import Placement, place_onnx, place_pte
 
 
+Inputs = np.ndarray | dict[str, np.ndarray]
+
+
+def single_input(x: Inputs, role: str) -> np.ndarray:
+    """The one array of a single-input part (a dict of one entry is accepted too)."""
+    if isinstance(x, dict):
+        if len(x) != 1:
+            raise BackendError(f"parts.{role}: this backend runs parts with one input, got {sorted(x)}; "
+                               "export this part with --target onnx")
+        (x,) = x.values()
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _shapes(x: Inputs) -> str:
+    return str({k: tuple(v.shape) for k, v in x.items()} if isinstance(x, dict) else tuple(x.shape))
+
+
 class TensorBackend(ABC):
-    """Runs one compiled tensor part with a single input and a single output."""
+    """Runs one compiled tensor part: one input (an array) or several (by name), one output."""
 
     placement: Placement
 
@@ -29,7 +47,7 @@ class TensorBackend(ABC):
         return self.placement.provider
 
     @abstractmethod
-    def run(self, x: np.ndarray) -> np.ndarray:
+    def run(self, x: Inputs) -> np.ndarray:
         ...
 
 
@@ -106,20 +124,30 @@ class OnnxBackend(TensorBackend):
             raise BackendError(f"parts.{part.role}: onnxruntime could not load {path.name}: {e}") from None
         inputs = self.session.get_inputs()
         outputs = self.session.get_outputs()
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise BackendError(f"parts.{part.role}: expected one input and one output, found {len(inputs)} and {len(outputs)}")
+        if not inputs or len(outputs) != 1:
+            raise BackendError(f"parts.{part.role}: expected inputs and one output, found {len(inputs)} and {len(outputs)}")
+        self.role = part.role
+        # Each input is fed in the graph's own element type (float32 pixels, int64 ids).
+        self.input_types = {i.name: _ORT_TYPES.get(i.type, np.float32) for i in inputs}
         self.input_name = inputs[0].name
         self.output_name = outputs[0].name
-        if part.inputs and part.inputs[0].name != self.input_name:
-            raise BackendError(
-                f"parts.{part.role}: manifest input {part.inputs[0].name!r} differs from the graph's {self.input_name!r}"
-            )
+        if part.inputs and [t.name for t in part.inputs] != list(self.input_types):
+            raise BackendError(f"parts.{part.role}: manifest inputs {[t.name for t in part.inputs]} differ from the "
+                               f"graph's {list(self.input_types)}; the bundle is damaged, re-export it")
 
-    def run(self, x: np.ndarray) -> np.ndarray:
+    def run(self, x: Inputs) -> np.ndarray:
+        named = x if isinstance(x, dict) else {self.input_name: x}
+        if set(named) != set(self.input_types):
+            raise BackendError(f"parts.{self.role}: the graph takes inputs {sorted(self.input_types)}, got {sorted(named)}")
+        feeds = {k: np.ascontiguousarray(v, dtype=self.input_types[k]) for k, v in named.items()}
         try:
-            return self.session.run([self.output_name], {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+            return self.session.run([self.output_name], feeds)[0]
         except Exception as e:
-            raise BackendError(f"onnxruntime failed on input of shape {tuple(x.shape)}: {e}") from None
+            raise BackendError(f"onnxruntime failed on inputs of shape {_shapes(x)}: {e}") from None
+
+
+# onnxruntime's input type names -> numpy dtypes, for the input kinds parts take.
+_ORT_TYPES = {"tensor(float)": np.float32, "tensor(int64)": np.int64, "tensor(int32)": np.int32}
 
 
 @register_backend("pte")
@@ -147,9 +175,10 @@ class ExecuTorchBackend(TensorBackend):
         except Exception as e:  # the bindings raise RuntimeError/ValueError without a common type
             raise BackendError(f"parts.{part.role}: ExecuTorch could not load {path.name}: {e}") from None
         self.max_batch = int(part.details.get("max_batch", 64))
+        self.role = part.role
 
-    def run(self, x: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(x, dtype=np.float32)
+    def run(self, x: Inputs) -> np.ndarray:
+        x = single_input(x, self.role)
         if x.shape[0] > self.max_batch:
             # The program was exported for batches up to max_batch; run larger ones in slices.
             return np.concatenate([self.run(x[i : i + self.max_batch]) for i in range(0, x.shape[0], self.max_batch)])
@@ -188,9 +217,10 @@ class CoreMLBackend(TensorBackend):
             raise BackendError(f"parts.{part.role}: Core ML could not load {path.name}: {e}") from None
         self.input_name = part.inputs[0].name
         self.output_name = part.outputs[0].name
+        self.role = part.role
 
-    def run(self, x: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(x, dtype=np.float32)
+    def run(self, x: Inputs) -> np.ndarray:
+        x = single_input(x, self.role)
         try:
             return np.asarray(self.model.predict({self.input_name: x})[self.output_name], dtype=np.float32)
         except Exception as e:

@@ -142,17 +142,18 @@ class Pipeline:
         """Preprocessing: each image's encoder inputs (tiles) and prompt text, by the bundle's layout."""
         return [self.layout.prepare(img) for img in images]
 
-    def tile_embeddings(self, tiles: np.ndarray, stats: GenerationStats | None = None) -> np.ndarray:
-        """[T,3,H,W] -> [T, tokens_per_image, n_embd]: encoder then projector."""
+    def tile_embeddings(self, prepared: PreparedImage, stats: GenerationStats | None = None) -> np.ndarray:
+        """One image's encoder call then projector call: the shape its layout declares
+        ([tiles, tokens_per_image, n_embd], or Qwen2-VL's [rows, n_embd])."""
         t0 = time.perf_counter()
-        features = self.encoder.run(tiles)
+        features = self.encoder.run(prepared.encoder_inputs())
         t1 = time.perf_counter()
         embeddings = self.projector.run(features)
         t2 = time.perf_counter()
         if stats is not None:
             stats.encode_s += t1 - t0
             stats.project_s += t2 - t1
-        expected = (tiles.shape[0], self.manifest.image.tokens_per_image, self.manifest.image.embedding_dim)
+        expected = self.layout.projected_shape(prepared)
         if embeddings.shape != expected:
             raise BackendError(f"the projector returned shape {embeddings.shape}, the manifest promises {expected}")
         return embeddings
@@ -161,7 +162,7 @@ class Pipeline:
         """All images' embedding rows in prompt order: [sum of n_rows, n_embd]."""
         rows = []
         for p in prepared:
-            assembled = self.layout.assemble(p, self.tile_embeddings(p.tiles, stats))
+            assembled = self.layout.assemble(p, self.tile_embeddings(p, stats))
             if assembled.shape != (p.n_rows, self.manifest.image.embedding_dim):
                 raise BackendError(f"the image layout assembled {assembled.shape} rows, the prompt holds {p.n_rows}")
             rows.append(assembled)
@@ -214,7 +215,7 @@ class Pipeline:
 
         t0 = time.perf_counter()
         self.llm.reset(self.manifest.prompt.first_position)
-        logits = self._prefill(plan, embeddings)
+        logits = self._prefill(plan, embeddings, prepared)
         stats.prefill_s = time.perf_counter() - t0
 
         sampler = Sampler(params.sampling)
@@ -245,9 +246,11 @@ class Pipeline:
             text_parts.append(pending.decode("utf-8", errors="replace"))
         return GenerationResult(tokens=out_tokens, text="".join(text_parts), stats=stats, prompt_tokens=plan.text_tokens)
 
-    def _prefill(self, plan: TokenPlan, embeddings: np.ndarray) -> np.ndarray:
+    def _prefill(self, plan: TokenPlan, embeddings: np.ndarray, prepared: list[PreparedImage] | None = None) -> np.ndarray:
+        """Decode the plan by the manifest's attention mode; image runs take their layout's M-RoPE
+        grids when `prepared` is given (omitted: consecutive positions, as text)."""
         image = self.manifest.image
-        return prefill(image.attention, self.llm, plan, embeddings, image.embedding_divisor, self.token_rows)
+        return prefill(image.attention, self.llm, plan, embeddings, image.embedding_divisor, self.token_rows, prepared)
 
     def close(self) -> None:
         self.llm.close()

@@ -28,7 +28,9 @@ class FamilyInfo:
     projector: str
     encoders: tuple[str, ...]
     backbones: tuple[str, ...]
-    targets: tuple[str, ...]
+    targets: tuple[str, ...]  # what its parts compile to; export refuses any other --target up front
+    # Static int8 calibration feeds the encoder one input; families with several inputs say False.
+    static_calibration: bool = True
 
 
 @dataclass
@@ -83,6 +85,19 @@ class Family(ABC):
     def reference_text_logits(self, ckpt: LoadedCheckpoint, input_ids: "torch.Tensor") -> "torch.Tensor":
         """The model's causal logits [1, n, vocab] on text alone (what the GGUF's teacher-forced check compares)."""
         return ckpt.model(input_ids=input_ids).logits
+
+    def encoder_example(self, ckpt: LoadedCheckpoint, preprocess: "ImagePreprocessSpec") -> dict:
+        """Example encoder inputs by name, for export (dim 0 of each >= 2, exported as dynamic):
+        by default a batch of 2 random tiles of the preprocess size."""
+        import torch
+
+        h, w = preprocess.output_hw()
+        torch.manual_seed(0)
+        return {"pixel_values": torch.randn(2, 3, h, w)}
+
+    def reference_encoder_inputs(self, ckpt: LoadedCheckpoint, image, marker: str) -> dict:
+        """The HF processor's encoder inputs for one image, by name (one encoder call, as the runtime makes)."""
+        return {"pixel_values": self.reference_pixel_values(ckpt, [image], marker)}
 
     def reference_pixel_values(self, ckpt: LoadedCheckpoint, images: list, marker: str) -> "torch.Tensor":
         """The HF processor's encoder inputs for `images`, flattened to [tiles, 3, H, W] in prompt order."""

@@ -36,10 +36,11 @@ class CoreMLTarget(TensorTarget):
     suffix = "mlpackage"
     precisions = tuple(COREML_RECIPES)
 
-    def export(self, module, example, input_name, output_name, precision, out, workdir, calibration=None):
+    def export(self, module, inputs, output_name, precision, out, workdir, calibration=None):
         import numpy as np
         import torch
 
+        input_name, example = self.one_input(inputs)
         from ..coreml_check import check_mlpackage
 
         recipe = coreml_recipe(precision)

@@ -27,9 +27,10 @@ class ExecuTorchTarget(TensorTarget):
     suffix = "pte"
     precisions = tuple(EXECUTORCH_RECIPES)
 
-    def export(self, module, example, input_name, output_name, precision, out, workdir, calibration=None):
+    def export(self, module, inputs, output_name, precision, out, workdir, calibration=None):
         import torch
 
+        input_name, example = self.one_input(inputs)
         quiet_torchao_import()  # executorch imports torchao
         try:
             from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner

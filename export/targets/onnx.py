@@ -1,8 +1,10 @@
-"""ONNX target: a torch module with one input and one output -> a .onnx file, dynamic batch.
+"""ONNX target: a torch module with named inputs and one output -> a .onnx file, dim 0 dynamic.
 
 Precisions are applied to the fp32 graph by onnxruntime's tools (`quantize/onnx_quant.py`).
 
-The example batch is 2: exporting with a batch of 1 silently fixes the batch dimension to 1.
+Every input's dim 0 is one shared dynamic size (a batch of tiles, or Qwen2-VL's patches of one
+image together with their rotary ids). Examples must have dim 0 >= 2: exporting with 1 silently
+fixes the dimension to 1.
 Weights are stored inside the file (no external data) so that a part is one file to hash.
 """
 from __future__ import annotations
@@ -21,12 +23,14 @@ from .base import TensorTarget, register_target
 OPSET = 18
 
 
-def export_onnx(module, example, path: Path, input_name: str, output_name: str) -> None:
+def export_onnx(module, inputs: dict, path: Path, output_name: str) -> None:
     import onnx
     import torch
 
-    if example.shape[0] != 2:
-        raise ExportError("internal: export the ONNX graph with an example batch of 2 so the batch stays dynamic")
+    sizes = {int(x.shape[0]) for x in inputs.values()}
+    if len(sizes) != 1 or min(sizes) < 2:
+        raise ExportError(f"internal: export the ONNX graph with one example dim 0 of at least 2 for every input "
+                          f"(got {sizes}) so that it stays dynamic")
     # The exporter logs one warning per torchvision op it cannot register; torchvision is not
     # part of mmedge's environment and none of its ops are exported.
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
@@ -36,11 +40,11 @@ def export_onnx(module, example, path: Path, input_name: str, output_name: str) 
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
                 module,
-                (example,),
+                tuple(inputs.values()),
                 dynamo=True,
-                input_names=[input_name],
+                input_names=list(inputs),
                 output_names=[output_name],
-                dynamic_shapes=({0: batch},),
+                dynamic_shapes=tuple({0: batch} for _ in inputs),
                 opset_version=OPSET,
                 optimize=True,
                 verbose=False,
@@ -60,10 +64,11 @@ class OnnxTarget(TensorTarget):
     kind = "onnx"
     suffix = "onnx"
     precisions = tuple(ONNX_RECIPES)
+    multi_input = True
 
-    def export(self, module, example, input_name, output_name, precision, out, workdir, calibration=None):
+    def export(self, module, inputs, output_name, precision, out, workdir, calibration=None):
         fp32_path = workdir / f"{out.stem}.fp32-source.onnx"
-        export_onnx(module, example, fp32_path, input_name, output_name)
+        export_onnx(module, inputs, fp32_path, output_name)
         details = apply_onnx_recipe(precision, fp32_path, out, calibration)
         details["opset"] = OPSET
         return details

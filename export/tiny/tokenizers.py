@@ -68,12 +68,13 @@ def build_llama3_bpe(vocab_size: int = 600, extra_specials: tuple[str, ...] = ()
                                    extra_special_tokens={"image_token": image}, clean_up_tokenization_spaces=False)
 
 
-def build_qwen2_bpe(vocab_size: int = 600):
-    """Byte-level BPE with Qwen2's split regex and NFC; no BOS, as Qwen2."""
+def build_qwen2_bpe(vocab_size: int = 600, image: str = "<image>", extra_specials: tuple[str, ...] = ()):
+    """Byte-level BPE with Qwen2's split regex and NFC; no BOS, as Qwen2. `image`: the image token."""
     from transformers import PreTrainedTokenizerFast
 
-    eot, im_start, im_end, image = "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>"
-    tok = _byte_level_bpe(QWEN2_SPLIT, nfc=True, specials=[eot, im_start, im_end, image], vocab_size=vocab_size)
+    eot, im_start, im_end = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
+    tok = _byte_level_bpe(QWEN2_SPLIT, nfc=True, specials=[eot, im_start, im_end, image, *extra_specials],
+                          vocab_size=vocab_size)
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=im_end, pad_token=eot,
                                    extra_special_tokens={"image_token": image}, clean_up_tokenization_spaces=False)
 
@@ -145,9 +146,14 @@ def build_gemma_spm(image_tokens: dict[str, str], vocab_size: int = 400):
         return named
 
 
+# Qwen2-VL: the chat template writes <|vision_start|><|image_pad|><|vision_end|> per image.
+QWEN2VL_SPECIALS = ("<|vision_start|>", "<|vision_end|>")
+
+
 TOKENIZER_BUILDERS: dict[str, Callable] = {
     "llama3-bpe": build_llama3_bpe,
     "idefics3-bpe": lambda: build_llama3_bpe(extra_specials=IDEFICS3_SPECIALS),
     "qwen2-bpe": build_qwen2_bpe,
+    "qwen2vl-bpe": lambda: build_qwen2_bpe(image="<|image_pad|>", extra_specials=QWEN2VL_SPECIALS),
     "llama-spm": build_llama_spm,
 }

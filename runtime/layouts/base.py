@@ -3,6 +3,10 @@
 Each manifest layout kind (`mmedge/image_layouts.py`) has one implementation here, registered by
 kind. The pipeline calls `prepare` (preprocessing stage), runs the encoder and projector on the
 tiles, then `assemble` turns the per-tile embeddings into the rows the image's tokens take.
+
+One image is one encoder call: its tiles go in as one batch. An encoder with several inputs
+(Qwen2-VL: patches and their rotary ids) gets them by name (`PreparedImage.encoder_inputs`), and
+its attention spans the whole call, which is why images are never batched together.
 """
 from __future__ import annotations
 
@@ -18,12 +22,25 @@ from mmedge.image_layouts import LayoutSpec
 from mmedge.manifest import ImagePreprocessSpec, ImageSlotSpec
 
 
+# The name of the encoder's first input (the exporter names it so for every family).
+PIXEL_INPUT = "pixel_values"
+
+
 @dataclass
 class PreparedImage:
-    tiles: np.ndarray  # [T, 3, H, W] float32: what the encoder takes for this image
+    tiles: np.ndarray  # the encoder's first input for this image: [T, 3, H, W] float32 tiles, or Qwen2-VL's patches
     text: str  # what the image's marker becomes in the prompt text
     n_rows: int  # embedding rows the image fills (image tokens in `text`)
     info: dict = field(default_factory=dict)  # layout-specific facts assemble() needs (grid shape, ...)
+    # Further named encoder inputs, for encoders with several (Qwen2-VL: "position_ids" [N, 2] int64).
+    extra_inputs: dict[str, np.ndarray] = field(default_factory=dict)
+    # M-RoPE: (temporal, height, width) offsets [3, n_rows] of each row from the image's first
+    # position; None: the rows take consecutive positions like text.
+    grid: np.ndarray | None = None
+
+    def encoder_inputs(self) -> dict[str, np.ndarray]:
+        """What one encoder call takes, by input name."""
+        return {PIXEL_INPUT: self.tiles, **self.extra_inputs}
 
 
 class ImageLayout(ABC):
@@ -35,6 +52,10 @@ class ImageLayout(ABC):
     @abstractmethod
     def prepare(self, image: Image.Image) -> PreparedImage:
         ...
+
+    def projected_shape(self, prepared: PreparedImage) -> tuple[int, ...]:
+        """The projector's output shape for this image's encoder call (checked by the pipeline)."""
+        return (prepared.tiles.shape[0], self.slot.tokens_per_image, self.slot.embedding_dim)
 
     def assemble(self, prepared: PreparedImage, tile_embeddings: np.ndarray) -> np.ndarray:
         """[T, tokens_per_image, D] -> [n_rows, D]; by default the tiles' rows in order."""

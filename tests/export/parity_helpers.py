@@ -48,14 +48,14 @@ def check_greedy_parity(pipe, family, ckpt, sizes, prompt) -> list[int]:
     return ref
 
 
-def check_report_is_exact(manifest, tiled: bool) -> None:
+def check_report_is_exact(manifest, tiled: bool, split_tolerance: float = 0.0) -> None:
     v = manifest.verification
     assert v["greedy_tokens_equal"] == v["greedy_tokens_total"] == 64
     assert all(c["prompt_tokens_equal"] for c in v["end_to_end"])
     assert v["preprocess"]["max_abs_diff"] == 0.0
     if tiled:  # several encoder inputs per image
         assert v["preprocess"]["encoder_inputs"] > v["preprocess"]["images"]
-    assert v["split_vs_model_max_abs_diff"] == 0.0
+    assert v["split_vs_model_max_abs_diff"] <= split_tolerance
     for part in ("vision_encoder", "projector"):
         assert v[part]["cosine"] > 0.99999 and v[part]["max_abs_diff"] < 1e-3
     assert v["llm"]["top1_agreement"] == 1.0
@@ -69,6 +69,9 @@ class FamilyParitySuite:
     cases: tuple  # ((sizes, prompt), (sizes, prompt))
     tiled: bool = True
     n_ctx: int = 1024
+    # How far the split encoder + projector may be from the model's own image features (0.0 unless
+    # the split computes the same thing in another order, e.g. a mask in place of a per-window split).
+    split_tolerance: float = 0.0
 
     @pytest.fixture(scope="class")
     @classmethod
@@ -99,7 +102,7 @@ class FamilyParitySuite:
 
     def test_export_report_is_exact(self, bundles):
         _, manifest = bundles(self.preset)
-        check_report_is_exact(manifest, self.tiled)
+        check_report_is_exact(manifest, self.tiled, self.split_tolerance)
         self.check_layout(manifest.image.layout)
 
     def check_layout(self, layout) -> None:

@@ -1,0 +1,17 @@
+"""Chat templates written for the tiny checkpoints (ours, not copied from any model)."""
+from __future__ import annotations
+
+
+def chatml_template(image_text: str) -> str:
+    """ChatML with every image of a message before its text, each image written as `image_text`."""
+    return (
+        "{% for message in messages %}"
+        "{{ '<|im_start|>' + message['role'] + '\n' }}"
+        "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+        "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '" + image_text + "' }}{% endfor %}"
+        "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ content['text'] }}{% endfor %}"
+        "{% endif %}"
+        "{{ '<|im_end|>\n' }}"
+        "{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+    )
