@@ -104,12 +104,12 @@ def test_adjacent_images_take_one_grid_each():
     """Two images whose tokens touch (markers side by side) form one run; it is decoded image by
     image so that each grid starts at its own image's first position."""
     from mmedge.runtime.layouts import PreparedImage
-    from mmedge.runtime.pipeline import _image_pieces
+    from mmedge.runtime.prefill import image_pieces
     from mmedge.runtime.prompt import ImageRows
 
     a = PreparedImage(np.zeros((8, 4)), "", 2, grid=np.zeros((3, 2), np.int64))
     b = PreparedImage(np.zeros((12, 4)), "", 3, grid=np.zeros((3, 3), np.int64))
-    pieces = list(_image_pieces(ImageRows(0, 5), [a, b]))
+    pieces = list(image_pieces(ImageRows(0, 5), [a, b]))
     assert [(s, n) for s, n, _ in pieces] == [(0, 2), (2, 3)]
     assert pieces[0][2] is a.grid and pieces[1][2] is b.grid
 
