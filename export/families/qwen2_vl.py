@@ -13,6 +13,7 @@ window, as the model does internally, and puts the rows back in image order afte
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from mmedge.errors import CheckpointError, UnsupportedConfigError
@@ -264,15 +265,13 @@ def _hf_window_inputs(inputs: dict, grid_thw, merge: int, vision) -> dict:
 
 @register_family
 class Qwen25VLFamily(Qwen2VLFamily):
-    info = FamilyInfo(
+    info = replace(
+        Qwen2VLFamily.info,
         name="qwen2_5_vl",
         architectures=("Qwen2_5_VLForConditionalGeneration",),
-        modalities=("image",),
         projector="PatchMerger (2x2 patches -> one row, RMSNorm), M-RoPE positions",
         encoders=("Qwen2.5-VL ViT (2-D rotary, window attention + full-attention blocks, one image per call)",),
         backbones=("qwen2_5_vl_text",),
-        targets=("onnx", "gguf"),
-        static_calibration=False,
     )
     classes = ("Qwen2_5_VLConfig", "Qwen2_5_VLForConditionalGeneration", "Qwen2_5_VLProcessor")
 
