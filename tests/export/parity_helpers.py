@@ -61,6 +61,26 @@ def check_report_is_exact(manifest, tiled: bool, split_tolerance: float = 0.0) -
     assert v["llm"]["top1_agreement"] == 1.0
 
 
+def check_runs_without_torch(pipe, bundle_dir) -> None:
+    """The bundle generates in a subprocess where torch/transformers/tokenizers are unimportable,
+    and its tokens equal this (torch-importing) process's."""
+    import json
+    import subprocess
+    import sys
+
+    from mmedge.runtime.pipeline import GenerationParams
+
+    from ..runtime.test_torch_free import BLOCKER
+
+    proc = subprocess.run([sys.executable, "-c", BLOCKER, str(bundle_dir)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["torch_loaded"] is False
+    expected = pipe.generate([synthetic_photo(90, 70, seed=3)], "What is this?",
+                             GenerationParams(max_new_tokens=12, min_new_tokens=12)).tokens
+    assert out["tokens"] == expected and len(expected) == 12
+
+
 class FamilyParitySuite:
     """One preset of one family: two cases (one image placed by the chat template, two images
     placed by markers), chosen to exercise the family's special path."""

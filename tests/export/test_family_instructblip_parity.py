@@ -14,7 +14,7 @@ import torch
 from mmedge.errors import PromptError, RecipeError, UnsupportedConfigError
 from mmedge.export.verify_inputs import synthetic_photo
 
-from .parity_helpers import FamilyParitySuite, load_reference
+from .parity_helpers import FamilyParitySuite, check_runs_without_torch, load_reference
 
 PRESET = "instructblip-llama"
 SHORT = (((97, 61),), "What is shown in this picture?")
@@ -168,18 +168,4 @@ def test_manifest_lists_the_projector_inputs(bundles):
 
 def test_runtime_runs_without_torch(blip, bundles):
     """The WordPiece, the layout and the three-input projector run with torch and transformers unimportable."""
-    import subprocess
-    import sys
-
-    from mmedge.runtime.pipeline import GenerationParams
-
-    from ..runtime.test_torch_free import BLOCKER
-
-    proc = subprocess.run([sys.executable, "-c", BLOCKER, str(bundles(PRESET)[0])], capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out["torch_loaded"] is False
-    expected = blip[0].generate([synthetic_photo(90, 70, seed=3)], "What is this?",
-                                GenerationParams(max_new_tokens=12, min_new_tokens=12)).tokens
-    assert out["tokens"] == expected and len(expected) == 12
+    check_runs_without_torch(blip[0], bundles(PRESET)[0])
