@@ -171,7 +171,7 @@ class Pipeline:
         return np.concatenate(rows) if rows else np.zeros((0, self.manifest.image.embedding_dim), np.float32)
 
     def format(self, prompt: str, n_images: int, raw: bool = False) -> str:
-        self.layout.check_prompt(prompt, n_images)
+        self.layout.check_prompt(prompt, n_images, raw)
         return format_prompt(prompt, n_images, self.manifest.prompt, self.manifest.image, raw=raw)
 
     def tokenize(self, prompt_text: str) -> list[int]:

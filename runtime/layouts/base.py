@@ -62,7 +62,7 @@ class ImageLayout(ABC):
     # formatted prompt's marker is removed; False: each marker expands in place.
     rows_before_bos: ClassVar[bool] = False
 
-    def check_prompt(self, prompt: str, n_images: int) -> None:
+    def check_prompt(self, prompt: str, n_images: int, raw: bool = False) -> None:
         """Refuse (PromptError) a user prompt / image count the layout cannot place; default: any."""
 
     def bind_prompt(self, text: str, prepared: list[PreparedImage]) -> str:

@@ -32,10 +32,17 @@ class QFormerPrefixLayout(ImageLayout):
             sep_token=spec.sep_token, lowercase=spec.lowercase, strip_accents=spec.strip_accents,
             max_input_chars_per_word=spec.max_input_chars_per_word))
 
-    def check_prompt(self, prompt: str, n_images: int) -> None:
+    def check_prompt(self, prompt: str, n_images: int, raw: bool = False) -> None:
         if n_images != 1:
             raise PromptError(f"this model (InstructBLIP) takes exactly one image per prompt, got {n_images}")
-        if isinstance(prompt, str) and self.slot.marker in prompt:
+        if not isinstance(prompt, str):
+            return  # format_prompt names the type error
+        marker = self.slot.marker
+        if raw:  # a raw prompt must say where the image goes: first, its only possible place
+            if not prompt.startswith(marker) or prompt.count(marker) != 1:
+                raise PromptError(f"a raw InstructBLIP prompt starts with the one image marker {marker!r} "
+                                  "(the image always goes before the prompt) and holds no other")
+        elif marker in prompt:
             raise PromptError(f"InstructBLIP always places its image before the prompt; remove the image marker "
                               f"{self.slot.marker!r} from the prompt text")
 

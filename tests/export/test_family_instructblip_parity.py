@@ -117,6 +117,18 @@ def test_unsupported_prompts_are_refused(blip, images, prompt, message):
         pipe.generate([synthetic_photo(40, 40, seed=i) for i in range(images)], prompt)
 
 
+def test_raw_prompt_takes_the_image_first(blip):
+    """A raw prompt must start with the one marker; then it is the same prompt as the formatted one."""
+    from mmedge.runtime.pipeline import GenerationParams
+
+    pipe = blip[0]
+    image, params = synthetic_photo(50, 40, seed=4), GenerationParams(max_new_tokens=6, min_new_tokens=6)
+    formatted = pipe.generate([image], "What is it?", params).tokens
+    assert pipe.generate([image], "<image>What is it?", params, raw_prompt=True).tokens == formatted
+    with pytest.raises(PromptError, match="starts with the one image marker"):
+        pipe.generate([image], "What is <image> it?", params, raw_prompt=True)
+
+
 def test_overlong_prompt_is_refused(blip):
     pipe = blip[0]
     with pytest.raises(PromptError, match="Q-Former reads at most 64"):
