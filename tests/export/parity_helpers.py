@@ -19,6 +19,16 @@ def load_reference(checkpoint):
     return family, family.load(str(checkpoint))
 
 
+def exact_pipeline_and_reference(bundles, checkpoints, preset: str, n_ctx: int = 1024):
+    """A fixture body: the preset's fp32 bundle in exact mode, and its checkpoint in transformers."""
+    from mmedge.runtime.pipeline import Pipeline, RuntimeOptions
+
+    pipe = Pipeline(bundles(preset)[0], RuntimeOptions(exact=True, n_ctx=n_ctx))
+    family, ckpt = load_reference(checkpoints(preset))
+    yield pipe, family, ckpt
+    pipe.close()
+
+
 def hf_greedy(family, ckpt, images, text, eog_ids) -> tuple[list[int], list[int]]:
     """(new tokens, prompt ids) of transformers' greedy generate, EOS banned as on our side; the
     inputs are the HF processor's, called as the family calls it."""
@@ -61,26 +71,6 @@ def check_report_is_exact(manifest, tiled: bool, split_tolerance: float = 0.0) -
     assert v["llm"]["top1_agreement"] == 1.0
 
 
-def check_runs_without_torch(pipe, bundle_dir) -> None:
-    """The bundle generates in a subprocess where torch/transformers/tokenizers are unimportable,
-    and its tokens equal this (torch-importing) process's."""
-    import json
-    import subprocess
-    import sys
-
-    from mmedge.runtime.pipeline import GenerationParams
-
-    from ..runtime.test_torch_free import BLOCKER
-
-    proc = subprocess.run([sys.executable, "-c", BLOCKER, str(bundle_dir)], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out["torch_loaded"] is False
-    expected = pipe.generate([synthetic_photo(90, 70, seed=3)], "What is this?",
-                             GenerationParams(max_new_tokens=12, min_new_tokens=12)).tokens
-    assert out["tokens"] == expected and len(expected) == 12
-
-
 class FamilyParitySuite:
     """One preset of one family: two cases (one image placed by the chat template, two images
     placed by markers), chosen to exercise the family's special path."""
@@ -96,13 +86,7 @@ class FamilyParitySuite:
     @pytest.fixture(scope="class")
     @classmethod
     def exact_pipeline(cls, bundles, checkpoints):
-        from mmedge.runtime.pipeline import Pipeline, RuntimeOptions
-
-        bundle, _ = bundles(cls.preset)
-        pipe = Pipeline(bundle, RuntimeOptions(exact=True, n_ctx=cls.n_ctx))
-        family, ckpt = load_reference(checkpoints(cls.preset))
-        yield pipe, family, ckpt
-        pipe.close()
+        yield from exact_pipeline_and_reference(bundles, checkpoints, cls.preset, cls.n_ctx)
 
     @pytest.mark.parametrize("case", [0, 1], ids=["one-image", "two-images"])
     def test_greedy_tokens_equal_transformers_generate(self, exact_pipeline, case):

@@ -14,7 +14,8 @@ import torch
 from mmedge.errors import PromptError, RecipeError, UnsupportedConfigError
 from mmedge.export.verify_inputs import synthetic_photo
 
-from .parity_helpers import FamilyParitySuite, check_runs_without_torch, load_reference
+from ..runtime.test_torch_free import check_runs_without_torch
+from .parity_helpers import FamilyParitySuite, exact_pipeline_and_reference
 
 PRESET = "instructblip-llama"
 SHORT = (((97, 61),), "What is shown in this picture?")
@@ -51,12 +52,7 @@ class TestInstructBlip(FamilyParitySuite):
 
 @pytest.fixture(scope="module")
 def blip(bundles, checkpoints):
-    from mmedge.runtime.pipeline import Pipeline, RuntimeOptions
-
-    pipe = Pipeline(bundles(PRESET)[0], RuntimeOptions(exact=True, n_ctx=1024))
-    family, ckpt = load_reference(checkpoints(PRESET))
-    yield pipe, family, ckpt
-    pipe.close()
+    yield from exact_pipeline_and_reference(bundles, checkpoints, PRESET)
 
 
 def test_wordpiece_ids_equal_the_qformer_tokenizer(blip):

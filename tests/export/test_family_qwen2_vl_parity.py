@@ -14,7 +14,8 @@ import torch
 from mmedge.errors import RecipeError, UnsupportedConfigError
 from mmedge.export.verify_inputs import synthetic_photo
 
-from .parity_helpers import N_TOKENS, FamilyParitySuite, check_runs_without_torch, hf_greedy, load_reference
+from ..runtime.test_torch_free import check_runs_without_torch
+from .parity_helpers import N_TOKENS, FamilyParitySuite, exact_pipeline_and_reference, hf_greedy
 
 PRESET = "qwen2vl-tiny"
 ONE_IMAGE = (((131, 77),), "Describe this image.")
@@ -34,12 +35,7 @@ class TestQwen2VL(FamilyParitySuite):
 
 @pytest.fixture(scope="module")
 def qwen(bundles, checkpoints):
-    from mmedge.runtime.pipeline import Pipeline, RuntimeOptions
-
-    pipe = Pipeline(bundles(PRESET)[0], RuntimeOptions(exact=True, n_ctx=1024))
-    family, ckpt = load_reference(checkpoints(PRESET))
-    yield pipe, family, ckpt
-    pipe.close()
+    yield from exact_pipeline_and_reference(bundles, checkpoints, PRESET)
 
 
 def _images(sizes):
