@@ -123,8 +123,9 @@ def export_bundle(cfg: ExportConfig, progress: Progress = SILENT) -> Manifest:
         examples = family.encoder_example(ckpt, preprocess)
         with torch.no_grad():
             example_features = encoder(**examples)
-            split = projector(example_features)
-            own = family.reference_image_features(ckpt, **examples).reshape(split.shape)
+            projector_extra = family.projector_example(ckpt, example_features)
+            split = projector(example_features, **projector_extra)
+            own = family.reference_image_features(ckpt, **examples, **projector_extra).reshape(split.shape)
         split_diff = float((split - own).abs().max())
         if split_diff > SPLIT_TOLERANCE:
             raise ExportError(
@@ -140,7 +141,7 @@ def export_bundle(cfg: ExportConfig, progress: Progress = SILENT) -> Manifest:
             jobs += [(role, name, True) for name in cfg.extra_targets for role in ("vision_encoder", "projector")]
             io = {
                 "vision_encoder": (encoder, examples, example_features, "image_features", cfg.encoder),
-                "projector": (projector, {"image_features": example_features}, split, "image_embeddings", cfg.projector),
+                "projector": (projector, {"image_features": example_features, **projector_extra}, split, "image_embeddings", cfg.projector),
             }
             alternatives: dict[str, list[PartSpec]] = {}
             for role, target_name, is_alternative in jobs:

@@ -128,21 +128,23 @@ def verify_bundle(bundle_dir: str | Path, family: Family, ckpt: LoadedCheckpoint
         with progress.step("verify: preprocessing, encoder, projector"):
             # One encoder call per image, as the runtime makes them (an encoder whose attention
             # spans its whole input, like Qwen2-VL's, must never see two images at once).
-            images = [img for case in CASES for img in case_images(case)]
+            images = [img for case in family.verify_cases or CASES for img in case_images(case)]
             layout = image_layout(m.image_preprocess, m.image)
             ours = [layout.prepare(img).encoder_inputs() for img in images]
             hf_inputs = [family.reference_encoder_inputs(ckpt, img, m.image.marker) for img in images]
             report["preprocess"] = _compare_preprocessing(ours, hf_inputs)
+            # Projector inputs besides the features (InstructBLIP: the prompt's Q-Former ids), HF's.
+            extras = [family.reference_projector_inputs(ckpt, img, m.image.marker) for img in images]
 
             with torch.no_grad():
                 ref_features = [encoder(**x) for x in hf_inputs]
-                ref_embeddings = [projector(f) for f in ref_features]
-                model_features = [family.reference_image_features(ckpt, **x) for x in hf_inputs]
+                ref_embeddings = [projector(f, **e) for f, e in zip(ref_features, extras)]
+                model_features = [family.reference_image_features(ckpt, **x, **e) for x, e in zip(hf_inputs, extras)]
             report["split_vs_model_max_abs_diff"] = max(
                 float((e - f.reshape(e.shape)).abs().max()) for e, f in zip(ref_embeddings, model_features))
             report["alternatives"] = {}
             calls = {"vision_encoder": ([{k: v.numpy() for k, v in x.items()} for x in hf_inputs], ref_features),
-                     "projector": ([f.numpy() for f in ref_features], ref_embeddings)}
+                     "projector": ([_projector_call(f, e) for f, e in zip(ref_features, extras)], ref_embeddings)}
             for role, (xs, refs) in calls.items():
                 refs = [r.numpy() for r in refs]
                 for part in m.candidates(role):
@@ -166,7 +168,8 @@ def verify_bundle(bundle_dir: str | Path, family: Family, ckpt: LoadedCheckpoint
 
         if pipe is not None:
             with progress.step(f"verify: end to end, {options.greedy_tokens} greedy tokens per case vs transformers generate"):
-                cases = [_verify_case(pipe, family, ckpt, case, options.greedy_tokens) for case in CASES]
+                cases = [_verify_case(pipe, family, ckpt, case, options.greedy_tokens)
+                         for case in family.verify_cases or CASES]
         else:
             cases = []
             report["end_to_end_unverified"] = "; ".join(f"{r}: {why}" for r, why in unavailable.items())
@@ -186,6 +189,13 @@ def verify_bundle(bundle_dir: str | Path, family: Family, ckpt: LoadedCheckpoint
             pipe.close()
         elif llm is not None:
             llm.close()
+
+
+def _projector_call(features, extra: dict):
+    """One projector call's inputs: the features alone, or by name with the extra inputs."""
+    if not extra:
+        return features.numpy()
+    return {"image_features": features.numpy(), **{k: v.numpy() for k, v in extra.items()}}
 
 
 def _static_check(part, why: str) -> dict:

@@ -227,8 +227,63 @@ class Qwen2VLPatches(LayoutSpec):
         return self.patch_size * self.merge_size
 
 
+def _strings(d: dict, key: str, where: str, low: int, high: int) -> tuple[str, ...]:
+    value = get_field(d, key, list, where)
+    if not low <= len(value) <= high:
+        raise ManifestError(f"{where}.{key}: expected {low}..{high} strings, found {len(value)}")
+    for i, v in enumerate(value):
+        if not isinstance(v, str) or not v or len(v) > 256:
+            raise ManifestError(f"{where}.{key}[{i}]: expected a token's text (1..256 characters), found {v!r}")
+    return tuple(value)
+
+
+@dataclass(frozen=True)
+class QFormerPrefix(LayoutSpec):
+    """InstructBLIP: one view per image (preprocess spec as is), one image per prompt. The image's
+    `tokens_per_image` rows go before the prompt's first token (before BOS, where the HF processor
+    puts the query tokens). The projector (Q-Former) also reads the prompt: the formatted prompt
+    with the image marker removed, tokenized by BERT WordPiece ([CLS] ... [SEP]) with this
+    vocabulary (`vocab[i]` is id i) and these normalizer options; `added_tokens` are matched on
+    the raw text first. A prompt longer than `max_length` Q-Former tokens is refused."""
+
+    kind: ClassVar[str] = "qformer-prefix"
+    vocab: tuple[str, ...]
+    added_tokens: tuple[str, ...]
+    unk_token: str
+    cls_token: str
+    sep_token: str
+    lowercase: bool
+    strip_accents: bool
+    max_length: int
+    max_input_chars_per_word: int = 100
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str) -> "QFormerPrefix":
+        spec = cls(
+            vocab=_strings(d, "vocab", where, 1, 1 << 20),
+            added_tokens=_strings(d, "added_tokens", where, 0, 1 << 16),
+            unk_token=_token_text(d, "unk_token", where),
+            cls_token=_token_text(d, "cls_token", where),
+            sep_token=_token_text(d, "sep_token", where),
+            lowercase=get_field(d, "lowercase", bool, where),
+            strip_accents=get_field(d, "strip_accents", bool, where),
+            max_length=_bounded(d, "max_length", where, 3, 1 << 16),
+            max_input_chars_per_word=_bounded(d, "max_input_chars_per_word", where, 1, 1 << 16),
+        )
+        known = set(spec.vocab)
+        for name in (spec.unk_token, spec.cls_token, spec.sep_token, *spec.added_tokens):
+            if name not in known:
+                raise ManifestError(f"{where}: token {name!r} is not in the vocab")
+        return spec
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        d["vocab"], d["added_tokens"] = list(self.vocab), list(self.added_tokens)
+        return d
+
+
 LAYOUTS: dict[str, type[LayoutSpec]] = {
-    cls.kind: cls for cls in (SingleView, SingleViewWrapped, Idefics3Tiles, AnyRes, Qwen2VLPatches)
+    cls.kind: cls for cls in (SingleView, SingleViewWrapped, Idefics3Tiles, AnyRes, Qwen2VLPatches, QFormerPrefix)
 }
 
 

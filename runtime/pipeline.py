@@ -19,7 +19,7 @@ from mmedge.errors import BackendError, PromptError, SamplingError
 from .backends import open_tensor_part, select_part
 from .devices import check_device, place_llm
 from .images import load_image
-from .layouts import PreparedImage, image_layout
+from .layouts import FEATURES_INPUT, PreparedImage, image_layout
 from .gguf_rows import GgufTensorRows
 from .llamacpp import LlamaModel, LlamaOptions, gpu_offload_available
 from .prefill import prefill
@@ -148,7 +148,9 @@ class Pipeline:
         t0 = time.perf_counter()
         features = self.encoder.run(prepared.encoder_inputs())
         t1 = time.perf_counter()
-        embeddings = self.projector.run(features)
+        # A projector that reads more than the features (InstructBLIP's Q-Former: the prompt) gets them by name.
+        embeddings = self.projector.run({FEATURES_INPUT: features, **prepared.projector_inputs}
+                                        if prepared.projector_inputs else features)
         t2 = time.perf_counter()
         if stats is not None:
             stats.encode_s += t1 - t0
@@ -169,6 +171,7 @@ class Pipeline:
         return np.concatenate(rows) if rows else np.zeros((0, self.manifest.image.embedding_dim), np.float32)
 
     def format(self, prompt: str, n_images: int, raw: bool = False) -> str:
+        self.layout.check_prompt(prompt, n_images, raw)
         return format_prompt(prompt, n_images, self.manifest.prompt, self.manifest.image, raw=raw)
 
     def tokenize(self, prompt_text: str) -> list[int]:
@@ -182,8 +185,12 @@ class Pipeline:
     def plan(self, prompt_text: str, prepared: list[PreparedImage]) -> TokenPlan:
         """Expand each image's marker into its layout's text, tokenize, and locate the image rows."""
         slot = self.manifest.image
+        n_rows = sum(p.n_rows for p in prepared)
+        prompt_text = self.layout.bind_prompt(prompt_text, prepared)
+        if self.layout.rows_before_bos:  # InstructBLIP: the image tokens, then the tokenized prompt (BOS first)
+            return plan_tokens([slot.marker_token_id] * n_rows + self.tokenize(prompt_text), slot.marker_token_id, n_rows)
         expanded = expand_markers(prompt_text, slot.marker, [p.text for p in prepared])
-        return plan_tokens(self.tokenize(expanded), slot.marker_token_id, sum(p.n_rows for p in prepared))
+        return plan_tokens(self.tokenize(expanded), slot.marker_token_id, n_rows)
 
     # -- generation ------------------------------------------------------------------------------
     def generate(

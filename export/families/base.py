@@ -45,6 +45,9 @@ class LoadedCheckpoint:
 
 class Family(ABC):
     info: ClassVar[FamilyInfo]
+    # The verification cases (export/verify_inputs.py); a family that takes one image per prompt
+    # (InstructBLIP) gives its own.
+    verify_cases: ClassVar[tuple] = ()
 
     @abstractmethod
     def load(self, path: str) -> LoadedCheckpoint:
@@ -98,6 +101,16 @@ class Family(ABC):
     def reference_encoder_inputs(self, ckpt: LoadedCheckpoint, image, marker: str) -> dict:
         """The HF processor's encoder inputs for one image, by name (one encoder call, as the runtime makes)."""
         return {"pixel_values": self.reference_pixel_values(ckpt, [image], marker)}
+
+    def projector_example(self, ckpt: LoadedCheckpoint, features: "torch.Tensor") -> dict:
+        """Example projector inputs besides the features, by name (dim 0 = the features' batch);
+        by default none. InstructBLIP's Q-Former also reads the prompt's ids."""
+        return {}
+
+    def reference_projector_inputs(self, ckpt: LoadedCheckpoint, image, marker: str) -> dict:
+        """The HF processor's projector inputs besides the features for one image's verification
+        call, by name; by default none."""
+        return {}
 
     def reference_pixel_values(self, ckpt: LoadedCheckpoint, images: list, marker: str) -> "torch.Tensor":
         """The HF processor's encoder inputs for `images`, flattened to [tiles, 3, H, W] in prompt order."""

@@ -35,6 +35,10 @@ def export_onnx(module, inputs: dict, path: Path, output_name: str) -> None:
     # part of mmedge's environment and none of its ops are exported.
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     batch = torch.export.Dim("batch", min=1, max=1024)
+    # dim 0 shared; further dynamic dims a module declares per input ({input: {dim: name}}, one Dim
+    # per name: InstructBLIP's projector takes the prompt's Q-Former ids and mask [batch, text]).
+    declared = getattr(module, "dynamic_dims", {})
+    dims = {n: torch.export.Dim(n, min=1, max=4096) for per in declared.values() for n in per.values()}
     try:
         with warnings.catch_warnings(), redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
@@ -44,7 +48,8 @@ def export_onnx(module, inputs: dict, path: Path, output_name: str) -> None:
                 dynamo=True,
                 input_names=list(inputs),
                 output_names=[output_name],
-                dynamic_shapes=tuple({0: batch} for _ in inputs),
+                dynamic_shapes=tuple({0: batch, **{d: dims[n] for d, n in declared.get(name, {}).items()}}
+                                     for name in inputs),
                 opset_version=OPSET,
                 optimize=True,
                 verbose=False,

@@ -54,8 +54,9 @@ def _byte_level_bpe(split_regex: str, nfc: bool, specials: list[str], vocab_size
     return tok
 
 
-def build_llama3_bpe(vocab_size: int = 600, extra_specials: tuple[str, ...] = ()):
-    """Byte-level BPE with Llama 3's split regex; adds BOS like Llama 3."""
+def build_llama3_bpe(vocab_size: int = 600, extra_specials: tuple[str, ...] = (), image_attribute: bool = True):
+    """Byte-level BPE with Llama 3's split regex; adds BOS like Llama 3. `image_attribute`: name
+    `<image>` as the tokenizer's `image_token` (InstructBLIP's processor wants it unnamed)."""
     from tokenizers import processors
     from transformers import PreTrainedTokenizerFast
 
@@ -65,7 +66,8 @@ def build_llama3_bpe(vocab_size: int = 600, extra_specials: tuple[str, ...] = ()
         single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, tok.token_to_id(bos))]
     )
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos, eos_token=eos, pad_token=pad,
-                                   extra_special_tokens={"image_token": image}, clean_up_tokenization_spaces=False)
+                                   extra_special_tokens={"image_token": image} if image_attribute else {},
+                                   clean_up_tokenization_spaces=False)
 
 
 def build_qwen2_bpe(vocab_size: int = 600, image: str = "<image>", extra_specials: tuple[str, ...] = ()):
@@ -157,3 +159,24 @@ TOKENIZER_BUILDERS: dict[str, Callable] = {
     "qwen2vl-bpe": lambda: build_qwen2_bpe(image="<|image_pad|>", extra_specials=QWEN2VL_SPECIALS),
     "llama-spm": build_llama_spm,
 }
+
+
+def build_bert_wordpiece(vocab_size: int = 300):
+    """A BERT-uncased style WordPiece (lowercase, accents stripped, [CLS] ... [SEP]) as
+    `BertTokenizerFast`: InstructBLIP's Q-Former tokenizer."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=100))
+    tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=None,
+                                                lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=2, special_tokens=specials,
+                                        show_progress=False, continuing_subword_prefix="##")
+    tok.train_from_iterator(CORPUS.splitlines(), trainer=trainer)
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+                                                       special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    return BertTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", sep_token="[SEP]", pad_token="[PAD]",
+                             cls_token="[CLS]", mask_token="[MASK]", do_lower_case=True)

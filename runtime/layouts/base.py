@@ -24,6 +24,8 @@ from mmedge.manifest import ImagePreprocessSpec, ImageSlotSpec
 
 # The name of the encoder's first input (the exporter names it so for every family).
 PIXEL_INPUT = "pixel_values"
+# The name of the projector's first input (the encoder's output).
+FEATURES_INPUT = "image_features"
 
 
 @dataclass
@@ -37,6 +39,9 @@ class PreparedImage:
     # M-RoPE: (temporal, height, width) offsets [3, n_rows] of each row from the image's first
     # position; None: the rows take consecutive positions like text.
     grid: np.ndarray | None = None
+    # Further named projector inputs besides the encoder's features (InstructBLIP's Q-Former reads
+    # the prompt: "qformer_input_ids", "qformer_attention_mask" [1, L] int64); set by `bind_prompt`.
+    projector_inputs: dict[str, np.ndarray] = field(default_factory=dict)
 
     def encoder_inputs(self) -> dict[str, np.ndarray]:
         """What one encoder call takes, by input name."""
@@ -52,6 +57,18 @@ class ImageLayout(ABC):
     @abstractmethod
     def prepare(self, image: Image.Image) -> PreparedImage:
         ...
+
+    # True: the images' rows go before the prompt's first token, BOS included (InstructBLIP), and the
+    # formatted prompt's marker is removed; False: each marker expands in place.
+    rows_before_bos: ClassVar[bool] = False
+
+    def check_prompt(self, prompt: str, n_images: int, raw: bool = False) -> None:
+        """Refuse (PromptError) a user prompt / image count the layout cannot place; default: any."""
+
+    def bind_prompt(self, text: str, prepared: list[PreparedImage]) -> str:
+        """Hook for layouts whose projector reads the prompt: given the formatted prompt, set each
+        image's `projector_inputs`; returns the text to expand and tokenize. Default: unchanged."""
+        return text
 
     def projected_shape(self, prepared: PreparedImage) -> tuple[int, ...]:
         """The projector's output shape for this image's encoder call (checked by the pipeline)."""

@@ -19,6 +19,16 @@ def load_reference(checkpoint):
     return family, family.load(str(checkpoint))
 
 
+def exact_pipeline_and_reference(bundles, checkpoints, preset: str, n_ctx: int = 1024):
+    """A fixture body: the preset's fp32 bundle in exact mode, and its checkpoint in transformers."""
+    from mmedge.runtime.pipeline import Pipeline, RuntimeOptions
+
+    pipe = Pipeline(bundles(preset)[0], RuntimeOptions(exact=True, n_ctx=n_ctx))
+    family, ckpt = load_reference(checkpoints(preset))
+    yield pipe, family, ckpt
+    pipe.close()
+
+
 def hf_greedy(family, ckpt, images, text, eog_ids) -> tuple[list[int], list[int]]:
     """(new tokens, prompt ids) of transformers' greedy generate, EOS banned as on our side; the
     inputs are the HF processor's, called as the family calls it."""
@@ -76,13 +86,7 @@ class FamilyParitySuite:
     @pytest.fixture(scope="class")
     @classmethod
     def exact_pipeline(cls, bundles, checkpoints):
-        from mmedge.runtime.pipeline import Pipeline, RuntimeOptions
-
-        bundle, _ = bundles(cls.preset)
-        pipe = Pipeline(bundle, RuntimeOptions(exact=True, n_ctx=cls.n_ctx))
-        family, ckpt = load_reference(checkpoints(cls.preset))
-        yield pipe, family, ckpt
-        pipe.close()
+        yield from exact_pipeline_and_reference(bundles, checkpoints, cls.preset, cls.n_ctx)
 
     @pytest.mark.parametrize("case", [0, 1], ids=["one-image", "two-images"])
     def test_greedy_tokens_equal_transformers_generate(self, exact_pipeline, case):

@@ -14,7 +14,8 @@ import torch
 from mmedge.errors import RecipeError, UnsupportedConfigError
 from mmedge.export.verify_inputs import synthetic_photo
 
-from .parity_helpers import N_TOKENS, FamilyParitySuite, hf_greedy, load_reference
+from ..runtime.test_torch_free import check_runs_without_torch
+from .parity_helpers import N_TOKENS, FamilyParitySuite, exact_pipeline_and_reference, hf_greedy
 
 PRESET = "qwen2vl-tiny"
 ONE_IMAGE = (((131, 77),), "Describe this image.")
@@ -34,12 +35,7 @@ class TestQwen2VL(FamilyParitySuite):
 
 @pytest.fixture(scope="module")
 def qwen(bundles, checkpoints):
-    from mmedge.runtime.pipeline import Pipeline, RuntimeOptions
-
-    pipe = Pipeline(bundles(PRESET)[0], RuntimeOptions(exact=True, n_ctx=1024))
-    family, ckpt = load_reference(checkpoints(PRESET))
-    yield pipe, family, ckpt
-    pipe.close()
+    yield from exact_pipeline_and_reference(bundles, checkpoints, PRESET)
 
 
 def _images(sizes):
@@ -183,18 +179,4 @@ def test_manifest_lists_both_encoder_inputs(bundles):
 
 def test_runtime_runs_without_torch(qwen, bundles):
     """The Qwen2-VL layout and the two-input encoder run with torch and transformers unimportable."""
-    import subprocess
-    import sys
-
-    from mmedge.runtime.pipeline import GenerationParams
-
-    from ..runtime.test_torch_free import BLOCKER
-
-    proc = subprocess.run([sys.executable, "-c", BLOCKER, str(bundles(PRESET)[0])], capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out["torch_loaded"] is False
-    expected = qwen[0].generate([synthetic_photo(90, 70, seed=3)], "What is this?",
-                                GenerationParams(max_new_tokens=12, min_new_tokens=12)).tokens
-    assert out["tokens"] == expected and len(expected) == 12
+    check_runs_without_torch(qwen[0], bundles(PRESET)[0])

@@ -25,14 +25,20 @@ print(json.dumps({"tokens": r.tokens, "torch_loaded": any(m.split(".")[0] in FOR
 '''
 
 
-def test_runtime_runs_without_torch(fp32_bundle, pipeline):
+def check_runs_without_torch(pipe, bundle_dir) -> None:
+    """The bundle generates in a subprocess where torch & co. are unimportable, and its tokens equal
+    `pipe`'s (the same bundle in this process). Every family's parity file calls it for its bundle."""
     from mmedge.export.verify_inputs import synthetic_photo
     from mmedge.runtime.pipeline import GenerationParams
 
-    proc = subprocess.run([sys.executable, "-c", BLOCKER, str(fp32_bundle)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", BLOCKER, str(bundle_dir)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["torch_loaded"] is False
-    expected = pipeline.generate([synthetic_photo(90, 70, seed=3)], "What is this?",
-                                 GenerationParams(max_new_tokens=12, min_new_tokens=12)).tokens
+    expected = pipe.generate([synthetic_photo(90, 70, seed=3)], "What is this?",
+                             GenerationParams(max_new_tokens=12, min_new_tokens=12)).tokens
     assert out["tokens"] == expected and len(expected) == 12
+
+
+def test_runtime_runs_without_torch(fp32_bundle, pipeline):
+    check_runs_without_torch(pipeline, fp32_bundle)
