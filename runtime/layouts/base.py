@@ -37,10 +37,12 @@ class PreparedImage:
     # M-RoPE: (temporal, height, width) offsets [3, n_rows] of each row from the image's first
     # position; None: the rows take consecutive positions like text.
     grid: np.ndarray | None = None
+    # The name of the first input (an audio clip's prepared inputs reuse this class: "input_features").
+    input_name: str = PIXEL_INPUT
 
     def encoder_inputs(self) -> dict[str, np.ndarray]:
         """What one encoder call takes, by input name."""
-        return {PIXEL_INPUT: self.tiles, **self.extra_inputs}
+        return {self.input_name: self.tiles, **self.extra_inputs}
 
 
 class ImageLayout(ABC):
