@@ -325,10 +325,10 @@ class Manifest:
         parts_raw = _get(d, "parts", dict, "manifest")
         missing = [r for r in roles if r not in parts_raw]
         if missing:
-            raise ManifestError(f"manifest.parts: missing {missing}; a bundle of {modality} needs {list(roles)}")
+            raise ManifestError(f"manifest.parts: missing {missing}; a bundle needs {list(roles)} (its input: {modality})")
         unknown = [r for r in parts_raw if r not in roles]
         if unknown:
-            raise ManifestError(f"manifest.parts: unknown part roles {unknown}; a bundle of {modality} has {list(roles)}")
+            raise ManifestError(f"manifest.parts: unknown part roles {unknown}; known roles are {list(roles)} (its input: {modality})")
         parts = {role: PartSpec.from_dict(role, parts_raw[role]) for role in roles}
         alternatives = {}
         for role, items in _get(d, "alternatives", dict, "manifest", True, {}).items():
