@@ -9,7 +9,7 @@ from pathlib import Path
 import mmedge
 from mmedge.bundle import BundleWriter, artifact_size, sha256_artifact
 from mmedge.errors import BelowFloorError, ExportError, RecipeError
-from mmedge.manifest import Manifest, PartSpec, TensorSpec
+from mmedge.manifest import ROLES_BY_MODALITY, Manifest, PartSpec, TensorSpec
 from mmedge.progress import SILENT, Progress
 from mmedge.quantize.onnx_quant import NEEDS_CALIBRATION
 from mmedge.quantize.recipes import llm_recipe, tensor_recipe
@@ -115,17 +115,20 @@ def export_bundle(cfg: ExportConfig, progress: Progress = SILENT) -> Manifest:
 
         with progress.step(f"loading {arch} checkpoint ({family.info.name} family)"):
             ckpt = family.load(str(cfg.checkpoint))
-            preprocess = family.image_preprocess(ckpt)
-            slot = family.image_slot(ckpt)
+            # The modality's manifest sections (images: preprocess + image slot; audio: the audio slot).
+            sections = family.media_sections(ckpt)
+            preprocess = sections["image_preprocess"]
+            slot = family.media_slot(ckpt)
             prompt = family.prompt(ckpt)
-        encoder = family.vision_encoder(ckpt)
+        encoder_role, projector_role = ROLES_BY_MODALITY[family.modality]
+        encoder = family.encoder(ckpt)
         projector = family.projector(ckpt)
         examples = family.encoder_example(ckpt, preprocess)
         with torch.no_grad():
             example_features = encoder(**examples)
             projector_extra = family.projector_example(ckpt, example_features)
             split = projector(example_features, **projector_extra)
-            own = family.reference_image_features(ckpt, **examples, **projector_extra).reshape(split.shape)
+            own = family.reference_features(ckpt, **examples, **projector_extra).reshape(split.shape)
         split_diff = float((split - own).abs().max())
         if split_diff > SPLIT_TOLERANCE:
             raise ExportError(
@@ -137,11 +140,13 @@ def export_bundle(cfg: ExportConfig, progress: Progress = SILENT) -> Manifest:
             tmp = Path(tmp)
             calibration = _calibration_inputs(cfg, preprocess, slot, encoder, progress)
             jobs = [(role, target_name, False) for role, target_name in
-                    (("vision_encoder", cfg.encoder_target), ("projector", cfg.projector_target))]
-            jobs += [(role, name, True) for name in cfg.extra_targets for role in ("vision_encoder", "projector")]
+                    ((encoder_role, cfg.encoder_target), (projector_role, cfg.projector_target))]
+            jobs += [(role, name, True) for name in cfg.extra_targets for role in (encoder_role, projector_role)]
+            features_name = f"{family.modality}_features"
             io = {
-                "vision_encoder": (encoder, examples, example_features, "image_features", cfg.encoder),
-                "projector": (projector, {"image_features": example_features, **projector_extra}, split, "image_embeddings", cfg.projector),
+                encoder_role: (encoder, examples, example_features, features_name, cfg.encoder),
+                projector_role: (projector, {features_name: example_features, **projector_extra}, split,
+                                 f"{family.modality}_embeddings", cfg.projector),
             }
             alternatives: dict[str, list[PartSpec]] = {}
             for role, target_name, is_alternative in jobs:
@@ -183,8 +188,7 @@ def export_bundle(cfg: ExportConfig, progress: Progress = SILENT) -> Manifest:
             family=family.info.name,
             architecture=arch,
             parts=parts,
-            image_preprocess=preprocess,
-            image=slot,
+            **sections,
             prompt=prompt,
             generation={"eos_token_ids": _eos_ids(ckpt)},
             source={
@@ -206,7 +210,7 @@ def export_bundle(cfg: ExportConfig, progress: Progress = SILENT) -> Manifest:
             report["allow_below_floor"] = cfg.allow_below_floor
             manifest.verification = report
             if not report["passed"] and not cfg.allow_below_floor:
-                failing = [p for p in ("vision_encoder", "projector", "llm") if not report[p]["passed"]]
+                failing = [p for p in (encoder_role, projector_role, "llm") if not report[p]["passed"]]
                 failing += [f"{role} ({alt['target']})" for role, alts in report.get("alternatives", {}).items()
                             for alt in alts if not alt["passed"]]
                 if not failing:  # only the end-to-end token match of a full-precision bundle failed

@@ -18,9 +18,7 @@ from mmedge.progress import SILENT, Progress
 from mmedge.quantize.recipes import llm_recipe, tensor_recipe
 
 from .families.base import Family, LoadedCheckpoint
-from .verify_inputs import CASES, GREEDY_TOKENS, TEACHER_FORCED_TEXT, case_images
-
-TENSOR_ROLES = ("vision_encoder", "projector")
+from .verify_inputs import GREEDY_TOKENS, TEACHER_FORCED_TEXT, case_inputs, cases_for
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -92,7 +90,7 @@ def verify_bundle(bundle_dir: str | Path, family: Family, ckpt: LoadedCheckpoint
     from mmedge.runtime.backends import open_tensor_part, part_target, select_part, unavailable_reason
     from mmedge.runtime.llamacpp import LlamaModel, LlamaOptions
     from mmedge.runtime.pipeline import Pipeline, RuntimeOptions
-    from mmedge.runtime.layouts import image_layout
+    from mmedge.runtime.media import media_layout
 
     options = options or VerifyOptions()
     runtime_options = RuntimeOptions(exact=True, threads=options.threads, n_ctx=2048, device=options.device,
@@ -103,48 +101,51 @@ def verify_bundle(bundle_dir: str | Path, family: Family, ckpt: LoadedCheckpoint
         raise VerificationError(f"the bundle is of family {m.family!r}, the reference checkpoint of {family.info.name!r}")
     # Parts this machine cannot run (Core ML off macOS) are checked statically at export; the
     # rest is measured here, and end to end only when every role has a part that runs.
-    selected = {r: select_part(m.candidates(r)) for r in TENSOR_ROLES}
-    unavailable = {r: why for r in TENSOR_ROLES if (why := unavailable_reason(selected[r]))}
+    roles = m.tensor_roles
+    cases = family.verify_cases or cases_for(m.modality)
+    selected = {r: select_part(m.candidates(r)) for r in roles}
+    unavailable = {r: why for r in roles if (why := unavailable_reason(selected[r]))}
     pipe = None if unavailable else Pipeline(bundle, runtime_options)  # already hashed: not again
     runners, llm = {}, None
     try:
         if pipe is not None:
-            runners = {"vision_encoder": pipe.encoder, "projector": pipe.projector}
+            runners = {roles[0]: pipe.encoder, roles[1]: pipe.projector}
             llm = pipe.llm
         else:
-            for role in TENSOR_ROLES:
+            for role in roles:
                 if role not in unavailable:
                     runners[role] = open_tensor_part(bundle.path_for(selected[role]), selected[role], options.threads,
                                                      options.device, options.strict)
             llm = LlamaModel(bundle.path_of("llm"), LlamaOptions(n_ctx=2048, n_threads=options.threads, exact=True))
         report: dict = {"reference": str(ckpt.path), "exact_mode": True,
                         "providers": {r: runners[r].provider if r in runners else f"not run here ({unavailable[r]})"
-                                      for r in TENSOR_ROLES},
+                                      for r in roles},
                         "placement_notes": pipe.placement_notes if pipe else []}
         report["providers"]["llm"] = pipe.placements["llm"].provider if pipe else "llama.cpp CPU"
-        encoder = family.vision_encoder(ckpt)
+        encoder = family.encoder(ckpt)
         projector = family.projector(ckpt)
 
         with progress.step("verify: preprocessing, encoder, projector"):
-            # One encoder call per image, as the runtime makes them (an encoder whose attention
+            # One encoder call per input, as the runtime makes them (an encoder whose attention
             # spans its whole input, like Qwen2-VL's, must never see two images at once).
-            images = [img for case in family.verify_cases or CASES for img in case_images(case)]
-            layout = image_layout(m.image_preprocess, m.image)
-            ours = [layout.prepare(img).encoder_inputs() for img in images]
-            hf_inputs = [family.reference_encoder_inputs(ckpt, img, m.image.marker) for img in images]
+            items = [x for case in cases for x in case_inputs(case, m)]
+            layout = media_layout(m)
+            ours = [layout.prepare(x).encoder_inputs() for x in items]
+            hf_inputs = [family.reference_encoder_inputs(ckpt, x, m.media.marker) for x in items]
             report["preprocess"] = _compare_preprocessing(ours, hf_inputs)
             # Projector inputs besides the features (InstructBLIP: the prompt's Q-Former ids), HF's.
-            extras = [family.reference_projector_inputs(ckpt, img, m.image.marker) for img in images]
+            extras = [family.reference_projector_inputs(ckpt, x, m.media.marker) for x in items]
 
             with torch.no_grad():
                 ref_features = [encoder(**x) for x in hf_inputs]
                 ref_embeddings = [projector(f, **e) for f, e in zip(ref_features, extras)]
-                model_features = [family.reference_image_features(ckpt, **x, **e) for x, e in zip(hf_inputs, extras)]
+                model_features = [family.reference_features(ckpt, **x, **e) for x, e in zip(hf_inputs, extras)]
             report["split_vs_model_max_abs_diff"] = max(
                 float((e - f.reshape(e.shape)).abs().max()) for e, f in zip(ref_embeddings, model_features))
             report["alternatives"] = {}
-            calls = {"vision_encoder": ([{k: v.numpy() for k, v in x.items()} for x in hf_inputs], ref_features),
-                     "projector": ([_projector_call(f, e) for f, e in zip(ref_features, extras)], ref_embeddings)}
+            features_name = f"{m.modality}_features"
+            calls = {roles[0]: ([{k: v.numpy() for k, v in x.items()} for x in hf_inputs], ref_features),
+                     roles[1]: ([_projector_call(f, e, features_name) for f, e in zip(ref_features, extras)], ref_embeddings)}
             for role, (xs, refs) in calls.items():
                 refs = [r.numpy() for r in refs]
                 for part in m.candidates(role):
@@ -168,21 +169,20 @@ def verify_bundle(bundle_dir: str | Path, family: Family, ckpt: LoadedCheckpoint
 
         if pipe is not None:
             with progress.step(f"verify: end to end, {options.greedy_tokens} greedy tokens per case vs transformers generate"):
-                cases = [_verify_case(pipe, family, ckpt, case, options.greedy_tokens)
-                         for case in family.verify_cases or CASES]
+                results = [_verify_case(pipe, family, ckpt, case, options.greedy_tokens) for case in cases]
         else:
-            cases = []
+            results = []
             report["end_to_end_unverified"] = "; ".join(f"{r}: {why}" for r, why in unavailable.items())
-        report["end_to_end"] = cases
-        report["greedy_tokens_equal"] = sum(c["greedy_tokens_equal"] for c in cases)
-        report["greedy_tokens_total"] = sum(c["greedy_tokens_total"] for c in cases)
+        report["end_to_end"] = results
+        report["greedy_tokens_equal"] = sum(c["greedy_tokens_equal"] for c in results)
+        report["greedy_tokens_total"] = sum(c["greedy_tokens_total"] for c in results)
         # A full-precision bundle must reproduce generate token for token; quantized ones report it.
-        full_precision = (m.parts["vision_encoder"].precision, m.parts["projector"].precision, m.parts["llm"].precision) == (
+        full_precision = (m.parts[roles[0]].precision, m.parts[roles[1]].precision, m.parts["llm"].precision) == (
             "fp32", "fp32", "F32")
         report["end_to_end_must_match"] = full_precision and pipe is not None
         e2e_ok = report["greedy_tokens_equal"] == report["greedy_tokens_total"] or not report["end_to_end_must_match"]
         alternatives_ok = all(a["passed"] for alts in report["alternatives"].values() for a in alts)
-        report["passed"] = e2e_ok and alternatives_ok and all(report[p]["passed"] for p in ("vision_encoder", "projector", "llm"))
+        report["passed"] = e2e_ok and alternatives_ok and all(report[p]["passed"] for p in (*roles, "llm"))
         return report
     finally:
         if pipe is not None:
@@ -191,11 +191,11 @@ def verify_bundle(bundle_dir: str | Path, family: Family, ckpt: LoadedCheckpoint
             llm.close()
 
 
-def _projector_call(features, extra: dict):
+def _projector_call(features, extra: dict, features_name: str):
     """One projector call's inputs: the features alone, or by name with the extra inputs."""
     if not extra:
         return features.numpy()
-    return {"image_features": features.numpy(), **{k: v.numpy() for k, v in extra.items()}}
+    return {features_name: features.numpy(), **{k: v.numpy() for k, v in extra.items()}}
 
 
 def _static_check(part, why: str) -> dict:
@@ -245,10 +245,10 @@ def _verify_case(pipe, family: Family, ckpt: LoadedCheckpoint, case, n_tokens: i
     from mmedge.runtime.pipeline import GenerationParams
 
     m = pipe.manifest
-    images = case_images(case)
-    prompt = case.prompt.replace("<image>", m.image.marker)
-    text = pipe.format(prompt, len(images))
-    inputs = family.reference_inputs(ckpt, images, text)
+    items = case_inputs(case, m)
+    prompt = case.prompt.replace(f"<{m.modality}>", m.media.marker)
+    text = pipe.format(prompt, len(items))
+    inputs = family.reference_inputs(ckpt, items, text)
     with torch.no_grad():
         out = ckpt.model.generate(
             **inputs, do_sample=False, max_new_tokens=n_tokens, min_new_tokens=n_tokens,
@@ -257,12 +257,13 @@ def _verify_case(pipe, family: Family, ckpt: LoadedCheckpoint, case, n_tokens: i
             eos_token_id=[int(t) for t in pipe.llm.eog_tokens],
         )
     ref_tokens = out[0, inputs["input_ids"].shape[1]:].tolist()
-    result = pipe.generate(images, prompt, GenerationParams(max_new_tokens=n_tokens, min_new_tokens=n_tokens))
-    hf_prompt = [t for t in inputs["input_ids"][0].tolist() if t != m.image.marker_token_id]
+    media = {"images": [], "audio": items} if m.modality == "audio" else {"images": items}
+    result = pipe.generate(prompt=prompt, params=GenerationParams(max_new_tokens=n_tokens, min_new_tokens=n_tokens), **media)
+    hf_prompt = [t for t in inputs["input_ids"][0].tolist() if t != m.media.marker_token_id]
     equal = common_prefix(ref_tokens, result.tokens)
     return {
         "case": case.name,
-        "images": len(images),
+        "images": len(items),
         "prompt_tokens_equal": hf_prompt == result.prompt_tokens,
         "greedy_tokens_equal": equal,
         "greedy_tokens_total": n_tokens,

@@ -13,6 +13,7 @@ from typing import Callable
 
 from . import __version__
 from .errors import MmedgeError
+from .manifest import TENSOR_ROLES
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -86,8 +87,9 @@ def _print_verification(report: dict) -> None:
     if not report or report.get("skipped"):
         print("verification: skipped")
         return
-    print(f"preprocess      max|diff| {report['preprocess']['max_abs_diff']:.3g} over {report['preprocess']['images']} images")
-    for part in ("vision_encoder", "projector"):
+    print(f"preprocess      max|diff| {report['preprocess']['max_abs_diff']:.3g} over {report['preprocess']['images']} inputs")
+    tensor_roles = [r for r in TENSOR_ROLES if r in report]
+    for part in tensor_roles:
         r = report[part]
         print(f"{part:<15} {r['precision']:<11} cosine {r['cosine']:.6f}  max|diff| {r['max_abs_diff']:.3g}  "
               f"floor {r['floor']['min_cosine']}  {'ok' if r['passed'] else 'BELOW FLOOR'}")
@@ -99,7 +101,7 @@ def _print_verification(report: dict) -> None:
         for r in alts:
             print(f"{role:<15} {r['precision']:<11} cosine {r['cosine']:.6f}  max|diff| {r['max_abs_diff']:.3g}  "
                   f"floor {r['floor']['min_cosine']}  {'ok' if r['passed'] else 'BELOW FLOOR'}  ({r['target']} variant)")
-    for part in ("vision_encoder", "projector"):
+    for part in tensor_roles:
         if report[part].get("runtime_parity"):
             print(f"{'':<15} {part}: {report[part]['method']}; runtime parity {report[part]['runtime_parity']}")
     if report.get("end_to_end_unverified"):
@@ -136,7 +138,8 @@ def cmd_run(args) -> int:
             sys.stdout.write(event.text)
             sys.stdout.flush()
 
-        result = pipe.generate(args.image or [], args.prompt, params, raw_prompt=args.raw, on_token=emit)
+        result = pipe.generate(args.image or [], args.prompt, params, raw_prompt=args.raw, on_token=emit,
+                               audio=args.audio or [])
     finally:
         pipe.close()
     # A UTF-8 sequence the last token left incomplete is not streamed; the result text ends with it.
@@ -175,16 +178,27 @@ def cmd_inspect(args) -> int:
             print(f"           tensor types {part.details['tensor_types']}")
         if part.details.get("fallback_note"):
             print(f"           note: {part.details['fallback_note']}")
-    p = m.image_preprocess
-    print(f"images   resize {p.resize_mode} {p.size} ({p.resample}), crop {p.crop_size}, rescale {p.rescale_factor}, "
-          f"mean {p.image_mean}, std {p.image_std}")
-    print(f"         marker {m.image.marker!r} (token {m.image.marker_token_id}) -> {m.image.tokens_per_image} embeddings "
-          f"of width {m.image.embedding_dim} per encoder input; layout {_layout_summary(m.image.layout)}")
+    if m.audio is not None:
+        a, f = m.audio, m.audio.features
+        print(f"audio    {f.kind}: {f.sampling_rate} Hz, n_fft {f.n_fft}, hop {f.hop_length}, {f.n_mels} mels, "
+              f"chunk {f.chunk_frames} frames ({f.max_seconds:g} s)")
+        print(f"         marker {a.marker!r} (token {a.marker_token_id}) -> one embedding of width {a.embedding_dim} "
+              f"per row; reductions {[list(r) for r in a.reductions]}")
+    else:
+        _print_image_section(m)
     print(f"prompt   chat template: {'yes' if m.prompt.chat_template else 'no (images, then text)'}; BOS: {m.prompt.add_bos}")
     if m.verification:
         print("verification (at export):")
         _print_verification(m.verification)
     return 0
+
+
+def _print_image_section(m) -> None:
+    p = m.image_preprocess
+    print(f"images   resize {p.resize_mode} {p.size} ({p.resample}), crop {p.crop_size}, rescale {p.rescale_factor}, "
+          f"mean {p.image_mean}, std {p.image_std}")
+    print(f"         marker {m.image.marker!r} (token {m.image.marker_token_id}) -> {m.image.tokens_per_image} embeddings "
+          f"of width {m.image.embedding_dim} per encoder input; layout {_layout_summary(m.image.layout)}")
 
 
 def _layout_summary(layout) -> str:
@@ -238,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="answer a prompt about images, streaming the text")
     p.add_argument("bundle")
     p.add_argument("--image", action="append", help="an image file; repeat for several")
+    p.add_argument("--audio", action="append", help="a WAV file (16-bit PCM or 32-bit float, the bundle's rate) for an "
+                   "audio bundle; repeat for several")
     p.add_argument("--prompt", required=True)
     p.add_argument("--raw", action="store_true", help="use the prompt as is, without the chat template")
     p.add_argument("--max-tokens", type=int, default=128)

@@ -75,6 +75,10 @@ class ImageError(RuntimeInputError):
     """An image file is unreadable, not an image, or too small/large to use."""
 
 
+class AudioError(RuntimeInputError):
+    """An audio file is unreadable, not a WAV mmedge decodes, at another sampling rate, or too short/long."""
+
+
 class PromptError(RuntimeInputError):
     """The prompt does not fit: image markers vs images, or longer than the context."""
 

@@ -11,6 +11,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .audio_spec import AudioSlotSpec
 from .errors import ManifestError, ManifestVersionError
 from .image_layouts import LayoutSpec, SingleView, parse_layout
 from .validation import get_field as _get
@@ -23,8 +24,11 @@ MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 
 # The resampling filters the runtime implements (PIL's), by name.
 RESAMPLE_FILTERS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
-PART_ROLES = ("vision_encoder", "projector", "llm")
-TENSOR_ROLES = ("vision_encoder", "projector")
+# The tensor parts (encoder, projector) by the bundle's input modality; every bundle also has the LLM.
+# An audio encoder is its own role, so a runtime that knows only images refuses an audio bundle by name.
+ROLES_BY_MODALITY = {"image": ("vision_encoder", "projector"), "audio": ("audio_encoder", "audio_projector")}
+PART_ROLES = ("vision_encoder", "projector", "llm")  # an image bundle's roles
+TENSOR_ROLES = tuple(r for roles in ROLES_BY_MODALITY.values() for r in roles)
 ARTIFACT_KINDS = ("onnx", "pte", "mlpackage", "gguf")
 # How the LLM attends over image positions (`image.attention`):
 #   causal              every position sees only earlier ones (LLaVA);
@@ -265,8 +269,8 @@ class Manifest:
     family: str
     architecture: str
     parts: dict[str, PartSpec]
-    image_preprocess: ImagePreprocessSpec
-    image: ImageSlotSpec
+    image_preprocess: ImagePreprocessSpec | None  # None in an audio bundle
+    image: ImageSlotSpec | None
     prompt: PromptSpec
     generation: dict = field(default_factory=dict)
     verification: dict = field(default_factory=dict)
@@ -277,6 +281,21 @@ class Manifest:
     # The same tensor part compiled for other targets (`--target` given several times); the
     # runtime picks one per role (`select_part`).
     alternatives: dict[str, list[PartSpec]] = field(default_factory=dict)
+    audio: AudioSlotSpec | None = None  # the audio section; exactly one of `image` and `audio` is set
+
+    @property
+    def modality(self) -> str:
+        return "audio" if self.audio is not None else "image"
+
+    @property
+    def tensor_roles(self) -> tuple[str, str]:
+        """(encoder role, projector role) of this bundle's modality."""
+        return ROLES_BY_MODALITY[self.modality]
+
+    @property
+    def media(self) -> ImageSlotSpec | AudioSlotSpec:
+        """The slot of the bundle's modality: marker, marker token, embedding width, attention."""
+        return self.audio if self.audio is not None else self.image
 
     def all_parts(self) -> list[tuple[str, PartSpec]]:
         """(label, part) for every artifact in the bundle, primary parts first."""
@@ -299,37 +318,47 @@ class Manifest:
                 f"manifest.format_version: this mmedge reads version {FORMAT_VERSION}, the bundle is version {version}; "
                 "re-export it with this mmedge or upgrade mmedge"
             )
+        if "audio" in d and "image" in d:
+            raise ManifestError("manifest: has both an image and an audio section; a bundle takes one modality")
+        modality = "audio" if "audio" in d else "image"
+        roles = (*ROLES_BY_MODALITY[modality], "llm")
         parts_raw = _get(d, "parts", dict, "manifest")
-        missing = [r for r in PART_ROLES if r not in parts_raw]
+        missing = [r for r in roles if r not in parts_raw]
         if missing:
-            raise ManifestError(f"manifest.parts: missing {missing}; a bundle needs {list(PART_ROLES)}")
-        unknown = [r for r in parts_raw if r not in PART_ROLES]
+            raise ManifestError(f"manifest.parts: missing {missing}; a bundle needs {list(roles)} (its input: {modality})")
+        unknown = [r for r in parts_raw if r not in roles]
         if unknown:
-            raise ManifestError(f"manifest.parts: unknown part roles {unknown}; known roles are {list(PART_ROLES)}")
-        parts = {role: PartSpec.from_dict(role, parts_raw[role]) for role in PART_ROLES}
+            raise ManifestError(f"manifest.parts: unknown part roles {unknown}; known roles are {list(roles)} (its input: {modality})")
+        parts = {role: PartSpec.from_dict(role, parts_raw[role]) for role in roles}
         alternatives = {}
         for role, items in _get(d, "alternatives", dict, "manifest", True, {}).items():
-            if role not in TENSOR_ROLES:
-                raise ManifestError(f"manifest.alternatives: {role!r} cannot have alternatives; only {list(TENSOR_ROLES)} can")
+            if role not in roles[:2]:
+                raise ManifestError(f"manifest.alternatives: {role!r} cannot have alternatives; only {list(roles[:2])} can")
             if not isinstance(items, list):
                 raise ManifestError(f"manifest.alternatives.{role}: expected a list, found {type(items).__name__}")
             alternatives[role] = [PartSpec.from_dict(role, item, f"alternatives.{role}[{i}]") for i, item in enumerate(items)]
         files = [p.file for _, p in _labelled(parts, alternatives)]
         if len(set(files)) != len(files):
             raise ManifestError(f"manifest: two parts name the same file ({sorted(f for f in files if files.count(f) > 1)[0]})")
-        preprocess = _get(d, "preprocess", dict, "manifest")
+        if modality == "audio":
+            image_preprocess, image = None, None
+        else:
+            preprocess = _get(d, "preprocess", dict, "manifest")
+            image_preprocess = ImagePreprocessSpec.from_dict(_get(preprocess, "image", dict, "preprocess"))
+            image = ImageSlotSpec.from_dict(_get(d, "image", dict, "manifest"))
         return cls(
             family=_get(d, "family", str, "manifest"),
             architecture=_get(d, "architecture", str, "manifest"),
             parts=parts,
-            image_preprocess=ImagePreprocessSpec.from_dict(_get(preprocess, "image", dict, "preprocess")),
-            image=ImageSlotSpec.from_dict(_get(d, "image", dict, "manifest")),
+            image_preprocess=image_preprocess,
+            image=image,
             prompt=PromptSpec.from_dict(_get(d, "prompt", dict, "manifest")),
             generation=_get(d, "generation", dict, "manifest", True, {}),
             verification=_get(d, "verification", dict, "manifest", True, {}),
             source=_get(d, "source", dict, "manifest", True, {}),
             created_by=_get(d, "created_by", str, "manifest", True, ""),
             alternatives=alternatives,
+            audio=AudioSlotSpec.from_dict(_get(d, "audio", dict, "manifest")) if modality == "audio" else None,
         )
 
     @classmethod
@@ -352,12 +381,18 @@ class Manifest:
             "parts": {role: part.to_dict() for role, part in self.parts.items()},
             **({"alternatives": {r: [p.to_dict() for p in ps] for r, ps in self.alternatives.items()}}
                if self.alternatives else {}),
-            "preprocess": {"image": asdict(self.image_preprocess)},
-            "image": {**{k: v for k, v in asdict(self.image).items() if k != "layout"}, "layout": self.image.layout.to_dict()},
+            **self._media_dict(),
             "prompt": asdict(self.prompt),
             "generation": self.generation,
             "verification": self.verification,
         }
+
+    def _media_dict(self) -> dict:
+        if self.audio is not None:
+            return {"audio": self.audio.to_dict()}
+        return {"preprocess": {"image": asdict(self.image_preprocess)},
+                "image": {**{k: v for k, v in asdict(self.image).items() if k != "layout"},
+                          "layout": self.image.layout.to_dict()}}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"

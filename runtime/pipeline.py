@@ -19,7 +19,9 @@ from mmedge.errors import BackendError, PromptError, SamplingError
 from .backends import open_tensor_part, select_part
 from .devices import check_device, place_llm
 from .images import load_image
-from .layouts import FEATURES_INPUT, PreparedImage, image_layout
+from .audio_clips import AudioSource
+from .layouts import FEATURES_INPUT, PreparedImage
+from .media import media_layout
 from .gguf_rows import GgufTensorRows
 from .llamacpp import LlamaModel, LlamaOptions, gpu_offload_available
 from .prefill import prefill
@@ -109,28 +111,30 @@ class Pipeline:
                                else open_bundle(bundle, check_hashes=self.options.check_hashes))
         m = self.bundle.manifest
         o = self.options
-        self.layout = image_layout(m.image_preprocess, m.image)
-        self.parts = {role: select_part(m.candidates(role), o.target) for role in ("vision_encoder", "projector")}
+        # Images or audio clips: either way one input -> encoder inputs, prompt text, rows.
+        self.layout = media_layout(m)
+        roles = m.tensor_roles
+        self.parts = {role: select_part(m.candidates(role), o.target) for role in roles}
         self.encoder, self.projector = (
             open_tensor_part(self.bundle.path_for(self.parts[r]), self.parts[r], o.threads, o.device, o.strict)
-            for r in ("vision_encoder", "projector")
+            for r in roles
         )
         llm_placement, gpu_layers = place_llm(o.device, o.strict, gpu_offload_available())
         self.llm = LlamaModel(
             self.bundle.path_of("llm"),
             LlamaOptions(n_ctx=o.n_ctx, n_batch=o.n_batch, n_threads=o.threads, exact=o.exact, n_gpu_layers=gpu_layers),
         )
-        self.placements = {"vision_encoder": self.encoder.placement, "projector": self.projector.placement, "llm": llm_placement}
+        self.placements = {roles[0]: self.encoder.placement, roles[1]: self.projector.placement, "llm": llm_placement}
         # What could not be placed as asked (the CLI prints these as warnings).
         self.placement_notes = [p.note for p in self.placements.values() if p.note]
-        if self.llm.n_embd != m.image.embedding_dim:
+        if self.llm.n_embd != m.media.embedding_dim:
             raise BackendError(
-                f"the GGUF takes embeddings of width {self.llm.n_embd}, the manifest says {m.image.embedding_dim}; "
+                f"the GGUF takes embeddings of width {self.llm.n_embd}, the manifest says {m.media.embedding_dim}; "
                 "the bundle's parts do not belong together, re-export it"
             )
         # A prefix-LM prompt enters as embedding rows, text tokens included: read from the GGUF itself.
         self.token_rows = (GgufTensorRows(self.bundle.path_of("llm"), "token_embd.weight")
-                           if m.image.attention == "prefix" else None)
+                           if m.media.attention == "prefix" else None)
         self.load_s = time.perf_counter() - t0
 
     @property
@@ -138,8 +142,9 @@ class Pipeline:
         return self.bundle.manifest
 
     # -- stages ------------------------------------------------------------------------------
-    def prepare_images(self, images: list[Image.Image]) -> list[PreparedImage]:
-        """Preprocessing: each image's encoder inputs (tiles) and prompt text, by the bundle's layout."""
+    def prepare_images(self, images: list) -> list[PreparedImage]:
+        """Preprocessing: each input's encoder inputs (image tiles, audio features) and prompt text, by
+        the bundle's layout (an audio bundle's inputs are WAV paths or (samples, rate) pairs)."""
         return [self.layout.prepare(img) for img in images]
 
     def tile_embeddings(self, prepared: PreparedImage, stats: GenerationStats | None = None) -> np.ndarray:
@@ -165,14 +170,16 @@ class Pipeline:
         rows = []
         for p in prepared:
             assembled = self.layout.assemble(p, self.tile_embeddings(p, stats))
-            if assembled.shape != (p.n_rows, self.manifest.image.embedding_dim):
+            if assembled.shape != (p.n_rows, self.manifest.media.embedding_dim):
                 raise BackendError(f"the image layout assembled {assembled.shape} rows, the prompt holds {p.n_rows}")
             rows.append(assembled)
-        return np.concatenate(rows) if rows else np.zeros((0, self.manifest.image.embedding_dim), np.float32)
+        return np.concatenate(rows) if rows else np.zeros((0, self.manifest.media.embedding_dim), np.float32)
 
     def format(self, prompt: str, n_images: int, raw: bool = False) -> str:
+        """The chat-formatted prompt for `n_images` inputs of the bundle's modality (images or audio clips)."""
+        m = self.manifest
         self.layout.check_prompt(prompt, n_images, raw)
-        return format_prompt(prompt, n_images, self.manifest.prompt, self.manifest.image, raw=raw)
+        return format_prompt(prompt, n_images, m.prompt, m.media, raw=raw, content_type=m.modality)
 
     def tokenize(self, prompt_text: str) -> list[int]:
         spec = self.manifest.prompt
@@ -184,7 +191,7 @@ class Pipeline:
 
     def plan(self, prompt_text: str, prepared: list[PreparedImage]) -> TokenPlan:
         """Expand each image's marker into its layout's text, tokenize, and locate the image rows."""
-        slot = self.manifest.image
+        slot = self.manifest.media
         n_rows = sum(p.n_rows for p in prepared)
         prompt_text = self.layout.bind_prompt(prompt_text, prepared)
         if self.layout.rows_before_bos:  # InstructBLIP: the image tokens, then the tokenized prompt (BOS first)
@@ -200,16 +207,18 @@ class Pipeline:
         params: GenerationParams | None = None,
         raw_prompt: bool = False,
         on_token: Callable[[TokenEvent], bool | None] | None = None,
+        audio: list[AudioSource] | None = None,
     ) -> GenerationResult:
-        """Run the whole pipeline. `on_token` gets each token as it comes; returning False stops."""
+        """Run the whole pipeline on images or, for an audio bundle, `audio` clips (WAV paths or
+        (samples, rate) pairs). `on_token` gets each token as it comes; returning False stops."""
         params = params or GenerationParams()
         stats = GenerationStats(load_s=self.load_s)
         stats.providers = {role: p.provider for role, p in self.placements.items()}
         t_start = time.perf_counter()
-        pil_images = [img if isinstance(img, Image.Image) else load_image(img) for img in images]
-        text = self.format(prompt, len(pil_images), raw=raw_prompt)
+        inputs = self._inputs(images, audio or [])
+        text = self.format(prompt, len(inputs), raw=raw_prompt)
         t0 = time.perf_counter()
-        prepared = self.prepare_images(pil_images)
+        prepared = self.prepare_images(inputs)
         stats.preprocess_s = time.perf_counter() - t0
         plan = self.plan(text, prepared)
         stats.prompt_positions = plan.n_positions
@@ -253,10 +262,22 @@ class Pipeline:
             text_parts.append(pending.decode("utf-8", errors="replace"))
         return GenerationResult(tokens=out_tokens, text="".join(text_parts), stats=stats, prompt_tokens=plan.text_tokens)
 
+    def _inputs(self, images: list, audio: list) -> list:
+        """The inputs of the bundle's modality; inputs of the other one are refused by name."""
+        modality = self.manifest.modality
+        other = images if modality == "audio" else audio
+        if other:
+            given = "images" if modality == "audio" else "audio clips"
+            raise PromptError(f"this bundle ({self.manifest.family}) takes {modality} only, {len(other)} {given} were given; "
+                              f"pass {'--audio' if modality == 'audio' else '--image'} inputs instead")
+        if modality == "audio":
+            return list(audio)
+        return [img if isinstance(img, Image.Image) else load_image(img) for img in images]
+
     def _prefill(self, plan: TokenPlan, embeddings: np.ndarray, prepared: list[PreparedImage] | None = None) -> np.ndarray:
         """Decode the plan by the manifest's attention mode; image runs take their layout's M-RoPE
         grids when `prepared` is given (omitted: consecutive positions, as text)."""
-        image = self.manifest.image
+        image = self.manifest.media
         return prefill(image.attention, self.llm, plan, embeddings, image.embedding_divisor, self.token_rows, prepared)
 
     def close(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mmedge.errors import PromptError
+from mmedge.audio_spec import AudioSlotSpec
 from mmedge.manifest import ImageSlotSpec, PromptSpec
 
 
@@ -66,8 +67,10 @@ def _render_template(template: str, messages: list[dict], extra: dict) -> str:
         raise PromptError(f"the bundle's chat template failed to render: {e}") from None
 
 
-def format_prompt(prompt: str, n_images: int, spec: PromptSpec, slot: ImageSlotSpec, raw: bool = False) -> str:
-    """The full prompt text, image markers included, ready for tokenization."""
+def format_prompt(prompt: str, n_images: int, spec: PromptSpec, slot: ImageSlotSpec | AudioSlotSpec, raw: bool = False,
+                  content_type: str = "image") -> str:
+    """The full prompt text, markers included, ready for tokenization. `content_type` is the chat
+    template's content type of the inputs ("image", or "audio" for an audio bundle's clips)."""
     if not isinstance(prompt, str):
         raise PromptError(f"the prompt must be text, got {type(prompt).__name__}")
     n_markers = prompt.count(slot.marker)
@@ -87,7 +90,7 @@ def format_prompt(prompt: str, n_images: int, spec: PromptSpec, slot: ImageSlotS
     if n_markers:
         content = [{"type": "text", "text": prompt}]
     else:
-        content = [{"type": "image"} for _ in range(n_images)] + [{"type": "text", "text": prompt}]
+        content = [{"type": content_type} for _ in range(n_images)] + [{"type": "text", "text": prompt}]
     if spec.chat_template:
         return _render_template(spec.chat_template, [{"role": "user", "content": content}], {})
     if n_markers:

@@ -53,9 +53,30 @@ class Family(ABC):
     def load(self, path: str) -> LoadedCheckpoint:
         """Load the checkpoint folder (safetensors only) in fp32 eval mode."""
 
+    @property
+    def modality(self) -> str:
+        """What the encoder takes: "image" or "audio" (picks the manifest section and the part roles)."""
+        return self.info.modalities[0]
+
     @abstractmethod
     def vision_encoder(self, ckpt: LoadedCheckpoint) -> "torch.nn.Module":
         """pixel_values [B,3,H,W] -> the features the projector takes, exactly the model's own path."""
+
+    def encoder(self, ckpt: LoadedCheckpoint) -> "torch.nn.Module":
+        """The encoder of the family's modality (images: `vision_encoder`)."""
+        return self.vision_encoder(ckpt)
+
+    def reference_features(self, ckpt: LoadedCheckpoint, **inputs) -> "torch.Tensor":
+        """The model's own feature function on the encoder's inputs (images: `reference_image_features`)."""
+        return self.reference_image_features(ckpt, **inputs)
+
+    def media_sections(self, ckpt: LoadedCheckpoint) -> dict:
+        """The manifest fields of the modality: an image family's preprocess and image slot."""
+        return {"image_preprocess": self.image_preprocess(ckpt), "image": self.image_slot(ckpt)}
+
+    def media_slot(self, ckpt: LoadedCheckpoint):
+        """The slot the prompt's markers refer to (attention mode, marker token)."""
+        return self.image_slot(ckpt)
 
     @abstractmethod
     def projector(self, ckpt: LoadedCheckpoint) -> "torch.nn.Module":

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from . import idefics3, instructblip, qwen2_vl
+from . import idefics3, instructblip, qwen2_audio, qwen2_vl
 from .gemma import PRESETS as GEMMA_PRESETS
 from .llava import DEFAULT_PRESET, PRESETS, build_tiny_llava
 from .llava_next import PRESETS as ANYRES_PRESETS
@@ -24,6 +24,7 @@ TINY_BUILDERS: dict[str, Callable[..., Path]] = {
     **{name: (lambda out, seed=0, _n=name: qwen2_vl.build_tiny_qwen2_vl(out, _n, seed)) for name in qwen2_vl.PRESETS},
     **{name: (lambda out, seed=0, _n=name: instructblip.build_tiny_instructblip(out, _n, seed))
        for name in instructblip.PRESETS},
+    **{name: (lambda out, seed=0, _n=name: qwen2_audio.build_tiny_qwen2_audio(out, _n, seed)) for name in qwen2_audio.PRESETS},
 }
 
 

@@ -15,3 +15,8 @@ def chatml_template(image_text: str) -> str:
         "{% endfor %}"
         "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
     )
+
+
+def chatml_audio_template(audio_text: str) -> str:
+    """ChatML with every audio clip of a message before its text, each written as `audio_text`."""
+    return chatml_template(audio_text).replace("'equalto', 'image'", "'equalto', 'audio'")

@@ -152,12 +152,16 @@ def build_gemma_spm(image_tokens: dict[str, str], vocab_size: int = 400):
 QWEN2VL_SPECIALS = ("<|vision_start|>", "<|vision_end|>")
 
 
+# Qwen2-Audio's audio tags: the processor expands <|AUDIO|> to one token per audio embedding row.
+QWEN2_AUDIO_SPECIALS = ("<|audio_bos|>", "<|AUDIO|>", "<|audio_eos|>")
+
 TOKENIZER_BUILDERS: dict[str, Callable] = {
     "llama3-bpe": build_llama3_bpe,
     "idefics3-bpe": lambda: build_llama3_bpe(extra_specials=IDEFICS3_SPECIALS),
     "qwen2-bpe": build_qwen2_bpe,
     "qwen2vl-bpe": lambda: build_qwen2_bpe(image="<|image_pad|>", extra_specials=QWEN2VL_SPECIALS),
     "llama-spm": build_llama_spm,
+    "qwen2audio-bpe": lambda: build_qwen2_bpe(extra_specials=QWEN2_AUDIO_SPECIALS),
 }
 
 

@@ -42,23 +42,19 @@ class PreparedImage:
     # Further named projector inputs besides the encoder's features (InstructBLIP's Q-Former reads
     # the prompt: "qformer_input_ids", "qformer_attention_mask" [1, L] int64); set by `bind_prompt`.
     projector_inputs: dict[str, np.ndarray] = field(default_factory=dict)
+    # The name of the first input (an audio clip's prepared inputs reuse this class: "input_features").
+    input_name: str = PIXEL_INPUT
 
     def encoder_inputs(self) -> dict[str, np.ndarray]:
         """What one encoder call takes, by input name."""
-        return {PIXEL_INPUT: self.tiles, **self.extra_inputs}
+        return {self.input_name: self.tiles, **self.extra_inputs}
 
 
-class ImageLayout(ABC):
-    kind: ClassVar[str]
+class PromptHooks:
+    """How a media layout takes part in prompt building; the defaults place media by markers only.
+    (Image layouts and audio clips share these.)"""
 
-    def __init__(self, spec: LayoutSpec, preprocess: ImagePreprocessSpec, slot: ImageSlotSpec):
-        self.spec, self.preprocess, self.slot = spec, preprocess, slot
-
-    @abstractmethod
-    def prepare(self, image: Image.Image) -> PreparedImage:
-        ...
-
-    # True: the images' rows go before the prompt's first token, BOS included (InstructBLIP), and the
+    # True: the media rows go before the prompt's first token, BOS included (InstructBLIP), and the
     # formatted prompt's marker is removed; False: each marker expands in place.
     rows_before_bos: ClassVar[bool] = False
 
@@ -69,6 +65,17 @@ class ImageLayout(ABC):
         """Hook for layouts whose projector reads the prompt: given the formatted prompt, set each
         image's `projector_inputs`; returns the text to expand and tokenize. Default: unchanged."""
         return text
+
+
+class ImageLayout(PromptHooks, ABC):
+    kind: ClassVar[str]
+
+    def __init__(self, spec: LayoutSpec, preprocess: ImagePreprocessSpec, slot: ImageSlotSpec):
+        self.spec, self.preprocess, self.slot = spec, preprocess, slot
+
+    @abstractmethod
+    def prepare(self, image: Image.Image) -> PreparedImage:
+        ...
 
     def projected_shape(self, prepared: PreparedImage) -> tuple[int, ...]:
         """The projector's output shape for this image's encoder call (checked by the pipeline)."""
