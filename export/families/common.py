@@ -151,3 +151,41 @@ def require_model_types(config, vision: tuple[str, ...], text: tuple[str, ...]) 
         raise UnsupportedConfigError(f"vision tower {config.vision_config.model_type!r} is not supported; supported: {vision}")
     if config.text_config.model_type not in text:
         raise UnsupportedConfigError(f"text backbone {config.text_config.model_type!r} is not supported; supported: {text}")
+
+
+class SiglipGemmaFamily:
+    """What Gemma 3 and PaliGemma share: a SigLIP tower whose last hidden state feeds the model's
+    `multi_modal_projector`, and a Gemma backbone. Mixed into their `Family` classes."""
+
+    model_class: str  # the transformers class name
+    text_types: tuple[str, ...]
+
+    def load(self, path: str) -> LoadedCheckpoint:
+        import transformers
+
+        from ..checkpoint import load_pretrained, quiet_transformers
+
+        quiet_transformers()
+        model, config = load_pretrained(getattr(transformers, self.model_class), path)
+        self.check_config(config)
+        require_model_types(config, ("siglip_vision_model",), self.text_types)
+        return LoadedCheckpoint(model=model, processor=transformers.AutoProcessor.from_pretrained(path), config=config,
+                                path=str(path))
+
+    def check_config(self, config) -> None:
+        """Refuse a config this family does not convert (before the processor is read)."""
+
+    def vision_encoder(self, ckpt: LoadedCheckpoint):
+        return LastHiddenState.build(ckpt.model.model.vision_tower)
+
+    def projector(self, ckpt: LoadedCheckpoint):
+        return ckpt.model.model.multi_modal_projector.eval()
+
+    def reference_image_features(self, ckpt: LoadedCheckpoint, pixel_values):
+        return ckpt.model.model.get_image_features(pixel_values=pixel_values).pooler_output
+
+    def text_backbone(self, ckpt: LoadedCheckpoint):
+        return text_backbone(ckpt, ckpt.model.model.language_model, ckpt.model.lm_head, ckpt.config.text_config)
+
+    def image_preprocess(self, ckpt: LoadedCheckpoint) -> ImagePreprocessSpec:
+        return image_spec_from_processor(ckpt.processor.image_processor)

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 from mmedge.errors import UnsupportedConfigError
 from mmedge.image_layouts import SingleViewWrapped
-from mmedge.manifest import ImagePreprocessSpec, ImageSlotSpec, PromptSpec
+from mmedge.manifest import ImageSlotSpec, PromptSpec
 
-from ..checkpoint import load_pretrained, quiet_transformers
 from .base import Family, FamilyInfo, LoadedCheckpoint, register_family
-from .common import (LastHiddenState, image_spec_from_processor, projected_shape, prompt_flags, require_model_types,
-                     text_backbone)
+from .common import SiglipGemmaFamily, projected_shape, prompt_flags
 
 
 @register_family
-class Gemma3Family(Family):
+class Gemma3Family(SiglipGemmaFamily, Family):
     info = FamilyInfo(
         name="gemma3",
         architectures=("Gemma3ForConditionalGeneration",),
@@ -28,29 +26,8 @@ class Gemma3Family(Family):
         targets=("onnx", "executorch", "coreml", "gguf"),
     )
 
-    def load(self, path: str) -> LoadedCheckpoint:
-        quiet_transformers()
-        from transformers import AutoProcessor, Gemma3ForConditionalGeneration
-
-        model, config = load_pretrained(Gemma3ForConditionalGeneration, path)
-        require_model_types(config, ("siglip_vision_model",), ("gemma3_text",))
-        processor = AutoProcessor.from_pretrained(path)
-        return LoadedCheckpoint(model=model, processor=processor, config=config, path=str(path))
-
-    def vision_encoder(self, ckpt: LoadedCheckpoint):
-        return LastHiddenState.build(ckpt.model.model.vision_tower)
-
-    def projector(self, ckpt: LoadedCheckpoint):
-        return ckpt.model.model.multi_modal_projector.eval()
-
-    def reference_image_features(self, ckpt: LoadedCheckpoint, pixel_values):
-        return ckpt.model.model.get_image_features(pixel_values=pixel_values).pooler_output
-
-    def text_backbone(self, ckpt: LoadedCheckpoint):
-        return text_backbone(ckpt, ckpt.model.model.language_model, ckpt.model.lm_head, ckpt.config.text_config)
-
-    def image_preprocess(self, ckpt: LoadedCheckpoint) -> ImagePreprocessSpec:
-        return image_spec_from_processor(ckpt.processor.image_processor)
+    model_class = "Gemma3ForConditionalGeneration"
+    text_types = ('gemma3_text',)
 
     def image_slot(self, ckpt: LoadedCheckpoint) -> ImageSlotSpec:
         processor, tok = ckpt.processor, ckpt.processor.tokenizer

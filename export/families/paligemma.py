@@ -13,12 +13,10 @@ import math
 
 from mmedge.errors import UnsupportedConfigError
 from mmedge.image_layouts import SingleView
-from mmedge.manifest import ImagePreprocessSpec, ImageSlotSpec, PromptSpec
+from mmedge.manifest import ImageSlotSpec, PromptSpec
 
-from ..checkpoint import load_pretrained, quiet_transformers
 from .base import Family, FamilyInfo, LoadedCheckpoint, register_family
-from .common import (LastHiddenState, image_spec_from_processor, projected_shape, prompt_flags, require_model_types,
-                     text_backbone)
+from .common import SiglipGemmaFamily, projected_shape, prompt_flags
 
 # PaliGemmaProcessor's text layout: the images, BOS right after the last image marker, the text,
 # "\n". Rendered by mmedge's own template so the runtime needs no PaliGemma-specific code.
@@ -41,7 +39,7 @@ def paligemma_template(image_token: str, bos_token: str) -> str:
 
 
 @register_family
-class PaliGemmaFamily(Family):
+class PaliGemmaFamily(SiglipGemmaFamily, Family):
     info = FamilyInfo(
         name="paligemma",
         architectures=("PaliGemmaForConditionalGeneration",),
@@ -52,32 +50,13 @@ class PaliGemmaFamily(Family):
         targets=("onnx", "executorch", "coreml", "gguf"),
     )
 
-    def load(self, path: str) -> LoadedCheckpoint:
-        quiet_transformers()
-        from transformers import AutoProcessor, PaliGemmaForConditionalGeneration
+    model_class = "PaliGemmaForConditionalGeneration"
+    text_types = ('gemma',)
 
-        model, config = load_pretrained(PaliGemmaForConditionalGeneration, path)
+    def check_config(self, config) -> None:
         if config.text_config.model_type == "gemma2":
             raise UnsupportedConfigError("PaliGemma 2 (Gemma 2 backbone) is not verified against transformers yet; "
                                          "only PaliGemma 1 (Gemma backbone) is exported")
-        require_model_types(config, ("siglip_vision_model",), ("gemma",))
-        processor = AutoProcessor.from_pretrained(path)
-        return LoadedCheckpoint(model=model, processor=processor, config=config, path=str(path))
-
-    def vision_encoder(self, ckpt: LoadedCheckpoint):
-        return LastHiddenState.build(ckpt.model.model.vision_tower)
-
-    def projector(self, ckpt: LoadedCheckpoint):
-        return ckpt.model.model.multi_modal_projector.eval()
-
-    def reference_image_features(self, ckpt: LoadedCheckpoint, pixel_values):
-        return ckpt.model.model.get_image_features(pixel_values).pooler_output
-
-    def text_backbone(self, ckpt: LoadedCheckpoint):
-        return text_backbone(ckpt, ckpt.model.model.language_model, ckpt.model.lm_head, ckpt.config.text_config)
-
-    def image_preprocess(self, ckpt: LoadedCheckpoint) -> ImagePreprocessSpec:
-        return image_spec_from_processor(ckpt.processor.image_processor)
 
     def image_slot(self, ckpt: LoadedCheckpoint) -> ImageSlotSpec:
         import numpy as np
