@@ -114,3 +114,16 @@ def test_executorch_and_coreml_variants(checkpoints, bundles, tmp_path):
             pipe.close()
     assert outs["executorch"].stats.providers["vision_encoder"] == "ExecuTorch XnnpackBackend"
     assert outs["executorch"].tokens == outs["onnx"].tokens and len(set(outs["onnx"].tokens)) > 4
+
+
+def test_quantized_tiled_bundle_is_verified_within_floors(bundles):
+    """int8 encoder + Q8_0 LLM on the tiled family: every tile goes through the quantized encoder, and
+    the export report measures it against PyTorch per call, within the recipes' floors."""
+    _, manifest = bundles("smolvlm-llama", "int8", "fp32", "Q8_0")
+    v = manifest.verification
+    assert v["passed"] and not v["end_to_end_must_match"]
+    assert 0.99 <= v["vision_encoder"]["cosine"] < 0.99999  # really quantized, and within the int8 floor
+    assert v["projector"]["cosine"] > 0.99999
+    assert 0.90 <= v["llm"]["top1_agreement"] < 1.0
+    assert manifest.parts["llm"].details["tensor_types"].get("Q8_0", 0) > 0
+    assert v["preprocess"]["max_abs_diff"] == 0.0 and v["preprocess"]["encoder_inputs"] > v["preprocess"]["images"]
