@@ -224,11 +224,11 @@ class LlamaModel:
             )
         n = embeddings.shape[0]
         self._check_room(n)
-        if grid is None:
-            grid = np.broadcast_to(np.arange(n, dtype=np.int64), (3, n))
-        elif grid.shape != (3, n) or grid.min() < 0:
+        if grid is not None and (grid.shape != (3, n) or grid.min() < 0):
             raise BackendError(f"image positions have shape {grid.shape}, expected non-negative offsets of shape (3, {n})")
-        positions = self.next_pos + np.asarray(grid, dtype=np.int64)
+        # One row of consecutive positions, or (M-RoPE with a grid) temporal/height/width rows.
+        offsets = grid if self.mrope and grid is not None else np.arange(n, dtype=np.int64)[None]
+        positions = self.next_pos + np.asarray(offsets, dtype=np.int64)
         if bidirectional:
             if n > self.n_batch:
                 raise PromptError(
@@ -257,7 +257,7 @@ class LlamaModel:
             b.n_tokens = m
             if self.mrope:
                 sections = np.zeros((_POS_PER_ROW, m), dtype=np.int32)  # section-major, the 4th stays 0
-                sections[:3] = positions[:, start : start + m]
+                sections[:3] = positions[:, start : start + m]  # a single row broadcasts to the sections
                 ctypes.memmove(self._mrope_pos, sections.ctypes.data, sections.nbytes)
                 # The address, not the pointer object: a ctypes pointer field read shares the
                 # struct's memory, so it would follow the reassignment.
@@ -269,12 +269,12 @@ class LlamaModel:
                     b.pos = ctypes.cast(own_pos, pos_type)  # llama_batch_free frees the batch's own array
             else:
                 for i in range(m):
-                    b.pos[i] = self.next_pos + start + i
+                    b.pos[i] = int(positions[0, start + i])
                 self._decode(b)
             if want_last_logits and start + m == n:
                 last = self._logits(m - 1)
             self.n_past += m
-        self.next_pos = int(positions.max()) + 1 if self.mrope else self.next_pos + n
+        self.next_pos = int(positions.max()) + 1
         return last
 
     def _decode(self, batch) -> None:

@@ -44,28 +44,20 @@ def image_spec_from_processor(ip, supported: tuple[str, ...] = SINGLE_VIEW_PROCE
     crop = None
     if getattr(ip, "do_center_crop", False):
         crop = {"height": int(ip.crop_size["height"]), "width": int(ip.crop_size["width"])}
-    normalize = getattr(ip, "do_normalize", True)
-    return ImagePreprocessSpec(
-        resize_mode=mode,
-        size=size,
-        resample=resample_name(ip),
-        crop_size=crop,
-        rescale_factor=float(ip.rescale_factor) if getattr(ip, "do_rescale", True) else None,
-        image_mean=[float(v) for v in ip.image_mean] if normalize else None,
-        image_std=[float(v) for v in ip.image_std] if normalize else None,
-        convert_rgb=bool(getattr(ip, "do_convert_rgb", True) is not False),
-    )
+    return ImagePreprocessSpec(resize_mode=mode, size=size, crop_size=crop, **_pixel_steps(ip))
 
 
 def tile_spec(image_processor, height: int, width: int) -> ImagePreprocessSpec:
     """Encoder inputs of a fixed size (tiles, views) normalised as `image_processor` does."""
-    ip = image_processor
+    return ImagePreprocessSpec(resize_mode="exact", size={"height": int(height), "width": int(width)}, crop_size=None,
+                               **_pixel_steps(image_processor))
+
+
+def _pixel_steps(ip) -> dict:
+    """The filter, rescale, normalisation and RGB conversion an HF image processor applies."""
     normalize = getattr(ip, "do_normalize", True)
-    return ImagePreprocessSpec(
-        resize_mode="exact",
-        size={"height": int(height), "width": int(width)},
+    return dict(
         resample=resample_name(ip),
-        crop_size=None,
         rescale_factor=float(ip.rescale_factor) if getattr(ip, "do_rescale", True) else None,
         image_mean=[float(v) for v in ip.image_mean] if normalize else None,
         image_std=[float(v) for v in ip.image_std] if normalize else None,

@@ -64,9 +64,10 @@ class _VisionEncoder:
         # constant, so they are taken from the model's own computation once, eagerly.
         captured = []
         hook = emb.position_embedding.register_forward_hook(lambda _m, args, _out: captured.append(args[0].clone()))
+        side = tile // emb.patch_size
         try:
-            with torch.no_grad():
-                vision_model(pixel_values=torch.zeros(1, 3, tile, tile))
+            with torch.no_grad():  # the embeddings alone: the ids are all that is wanted here
+                emb(pixel_values=torch.zeros(1, 3, tile, tile), patch_attention_mask=torch.ones(1, side, side, dtype=torch.bool))
         finally:
             hook.remove()
 

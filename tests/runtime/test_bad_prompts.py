@@ -12,11 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmedge.errors import ImageError, PromptError, SamplingError
+from mmedge.errors import ImageError, PromptError
 from mmedge.runtime.images import load_image
-from mmedge.runtime.pipeline import GenerationParams, RuntimeOptions
-from mmedge.runtime.prompt import ImageRows, expand_markers, format_prompt, plan_tokens
-from mmedge.runtime.sampling import SamplingParams
+from mmedge.runtime.pipeline import GenerationParams
+from mmedge.runtime.prompt import ImageRows, format_prompt
 
 N_TOKENS = 12
 
@@ -109,22 +108,6 @@ def test_marker_count_rules_in_format_prompt(pipeline):
     assert format_prompt("<image><image> same?", 2, spec, slot) == "USER: <image><image> same? ASSISTANT:"
 
 
-def test_plan_refuses_image_tokens_that_do_not_match_rows(pipeline):
-    image = pipeline.manifest.image.marker_token_id
-    with pytest.raises(PromptError, match="holds 3 image-token positions but the images give 2 embedding rows"):
-        plan_tokens([0, 10, image, image, 11, image, 12], image, 2)
-    plan = plan_tokens([0, 10, image, image, 11, image, 12], image, 3)
-    # Runs of image tokens take consecutive rows, in order, across text between them.
-    assert plan.items == ([0, 10], ImageRows(0, 2), [11], ImageRows(2, 1), [12])
-    assert plan.n_positions == 7
-
-
-def test_markers_expand_one_image_each():
-    assert expand_markers("a<m>b<m>c", "<m>", ["X", "YY"]) == "aXbYYc"
-    with pytest.raises(PromptError, match=r"holds 2 image marker\(s\) '<m>' but 1 image\(s\)"):
-        expand_markers("a<m>b<m>c", "<m>", ["X"])
-
-
 # -- where the image goes without a marker -----------------------------------------------------
 def test_template_places_the_image_first(pipeline):
     text = pipeline.format("What is in the picture?", 1)
@@ -193,62 +176,6 @@ def test_pipeline_still_answers_after_refusals(pipeline, image_file, reference):
             bad()
     again = greedy(pipeline, [image_file], "What is in the picture?")
     assert again.tokens == reference.tokens
-
-
-# -- invalid parameters -------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    "kwargs,fragment",
-    [
-        (dict(max_new_tokens=0), "max_new_tokens must be in 1 .. 2^20, got 0"),
-        (dict(max_new_tokens=-5), "max_new_tokens must be in 1 .. 2^20, got -5"),
-        (dict(max_new_tokens=(1 << 20) + 1), f"got {(1 << 20) + 1}"),
-        (dict(max_new_tokens=4, min_new_tokens=5), "min_new_tokens must be in 0 .. max_new_tokens, got 5"),
-        (dict(max_new_tokens=4, min_new_tokens=-1), "min_new_tokens must be in 0 .. max_new_tokens, got -1"),
-    ],
-)
-def test_invalid_generation_params(kwargs, fragment):
-    with pytest.raises(SamplingError) as info:
-        GenerationParams(**kwargs)
-    assert fragment in str(info.value)
-
-
-@pytest.mark.parametrize(
-    "kwargs,fragment",
-    [
-        (dict(n_ctx=0), "n_ctx must be in 16 .. 2^20, got 0"),
-        (dict(n_ctx=8), "n_ctx must be in 16 .. 2^20, got 8"),
-        (dict(n_ctx=-1), "got -1"),
-        (dict(n_batch=0), "n_batch must be in 1 .. 65536, got 0"),
-        (dict(n_batch=-3), "n_batch must be in 1 .. 65536, got -3"),
-        (dict(threads=-1), "threads must be in 0 .. 1024 (0 = all cores), got -1"),
-    ],
-)
-def test_invalid_runtime_options(kwargs, fragment):
-    with pytest.raises(SamplingError) as info:
-        RuntimeOptions(**kwargs)
-    assert fragment in str(info.value)
-
-
-@pytest.mark.parametrize(
-    "kwargs,fragment",
-    [
-        (dict(temperature=-0.5), "temperature must be in [0, 100]"),
-        (dict(temperature=float("nan")), "temperature must be in [0, 100]"),
-        (dict(top_k=-1), "top_k must be >= 0"),
-        (dict(top_p=0.0), "top_p must be in (0, 1]"),
-        (dict(top_p=1.5), "top_p must be in (0, 1]"),
-        (dict(seed=-1), "seed must be in [0, 2^63)"),
-    ],
-)
-def test_invalid_sampling_params(kwargs, fragment):
-    with pytest.raises(SamplingError) as info:
-        SamplingParams(**kwargs)
-    assert fragment in str(info.value)
-
-
-def test_boundary_parameters_are_accepted():
-    assert GenerationParams(max_new_tokens=1, min_new_tokens=1).max_new_tokens == 1
-    assert RuntimeOptions(n_ctx=16, n_batch=1, threads=0).n_batch == 1
 
 
 # -- bad images ---------------------------------------------------------------------------------
