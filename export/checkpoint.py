@@ -19,13 +19,18 @@ def read_config(path: str | Path) -> dict:
     cfg_path = path / "config.json"
     if not cfg_path.is_file():
         raise CheckpointError(f"{path}: no config.json; is this a Hugging Face checkpoint folder saved with save_pretrained?")
+    return read_json_object(cfg_path)
+
+
+def read_json_object(file: Path) -> dict:
+    """A checkpoint's JSON file that must hold an object; anything else is a CheckpointError."""
     try:
-        cfg = json.loads(cfg_path.read_text())
+        data = json.loads(file.read_text())
     except (OSError, ValueError) as e:
-        raise CheckpointError(f"{cfg_path}: unreadable or not JSON ({e})") from None
-    if not isinstance(cfg, dict):
-        raise CheckpointError(f"{cfg_path}: expected a JSON object")
-    return cfg
+        raise CheckpointError(f"{file}: unreadable or not JSON ({e}); fix or remove it") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{file}: expected a JSON object")
+    return data
 
 
 def architecture_of(path: str | Path) -> str:

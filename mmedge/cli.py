@@ -120,9 +120,11 @@ def _print_verification(report: dict) -> None:
 # -- run --------------------------------------------------------------------------------------
 @command("run")
 def cmd_run(args) -> int:
+    from mmedge.runtime.layouts import FrameRequest
     from mmedge.runtime.pipeline import GenerationParams, Pipeline, RuntimeOptions
     from mmedge.runtime.sampling import SamplingParams
 
+    frames = FrameRequest(num_frames=args.frames, fps=args.video_fps)
     params = GenerationParams(
         max_new_tokens=args.max_tokens,
         sampling=SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed),
@@ -139,7 +141,7 @@ def cmd_run(args) -> int:
             sys.stdout.flush()
 
         result = pipe.generate(args.image or [], args.prompt, params, raw_prompt=args.raw, on_token=emit,
-                               audio=args.audio or [])
+                               audio=args.audio or [], videos=args.video or [], frames=frames)
     finally:
         pipe.close()
     # A UTF-8 sequence the last token left incomplete is not streamed; the result text ends with it.
@@ -186,6 +188,13 @@ def cmd_inspect(args) -> int:
               f"per row; reductions {[list(r) for r in a.reductions]}")
     else:
         _print_image_section(m)
+    if m.video is not None:
+        v = m.video
+        sampling = (f"{v.sampling.num_frames} frames" if v.sampling.num_frames else
+                    f"{v.sampling.fps:g} per second" if v.sampling.fps else "every frame")
+        print(f"videos   marker {v.marker!r} (token {v.marker_token_id}); frames: {sampling} by default ({v.sampling.rule} rule), "
+              f"{v.frames.resample} resize (torch antialiased), mean {list(v.frames.image_mean)}, std {list(v.frames.image_std)}; "
+              f"layout {_layout_summary(v.layout)}")
     print(f"prompt   chat template: {'yes' if m.prompt.chat_template else 'no (images, then text)'}; BOS: {m.prompt.add_bos}")
     if m.verification:
         print("verification (at export):")
@@ -254,6 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", action="append", help="an image file; repeat for several")
     p.add_argument("--audio", action="append", help="a WAV file (16-bit PCM or 32-bit float, the bundle's rate) for an "
                    "audio bundle; repeat for several")
+    p.add_argument("--video", action="append", help="a video file (decoded with PyAV) or a folder of frame images, for "
+                   "bundles of families whose HF processor takes videos; repeat for several")
+    p.add_argument("--frames", type=int, help="sample this many frames from each video (default: the bundle's, as the "
+                   "HF video processor; often every frame)")
+    p.add_argument("--video-fps", type=float, help="sample this many frames per second of video instead of --frames")
     p.add_argument("--prompt", required=True)
     p.add_argument("--raw", action="store_true", help="use the prompt as is, without the chat template")
     p.add_argument("--max-tokens", type=int, default=128)

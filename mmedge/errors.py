@@ -79,6 +79,11 @@ class AudioError(RuntimeInputError):
     """An audio file is unreadable, not a WAV mmedge decodes, at another sampling rate, or too short/long."""
 
 
+class VideoError(RuntimeInputError):
+    """A video file or frame folder is unreadable, not a video, truncated or too large, or frames were asked
+    for that it does not have."""
+
+
 class PromptError(RuntimeInputError):
     """The prompt does not fit: image markers vs images, or longer than the context."""
 

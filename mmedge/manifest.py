@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .audio_spec import AudioSlotSpec
+from .video_spec import VideoSlotSpec
 from .errors import ManifestError, ManifestVersionError
 from .image_layouts import LayoutSpec, SingleView, parse_layout
 from .validation import get_field as _get
@@ -257,6 +258,17 @@ def _first_position(value: int) -> int:
     return value
 
 
+def _video_section(raw: Any, image: ImageSlotSpec) -> VideoSlotSpec:
+    video = VideoSlotSpec.from_dict(raw, image.layout.kind)
+    if video.marker == image.marker or video.marker_token_id == image.marker_token_id:
+        raise ManifestError(f"video: its marker {video.marker!r} (token {video.marker_token_id}) must differ from the image "
+                            f"marker {image.marker!r} (token {image.marker_token_id}); re-export the bundle")
+    if image.marker in video.marker or video.marker in image.marker:
+        raise ManifestError(f"video.marker: {video.marker!r} and the image marker {image.marker!r} contain each other, "
+                            "so the prompt's markers would be ambiguous; re-export the bundle")
+    return video
+
+
 def _labelled(parts: dict, alternatives: dict) -> list[tuple[str, "PartSpec"]]:
     out = [(f"parts.{role}", part) for role, part in parts.items()]
     for role, items in alternatives.items():
@@ -282,6 +294,8 @@ class Manifest:
     # runtime picks one per role (`select_part`).
     alternatives: dict[str, list[PartSpec]] = field(default_factory=dict)
     audio: AudioSlotSpec | None = None  # the audio section; exactly one of `image` and `audio` is set
+    # Videos as sampled frames through the image parts (families whose HF processor takes videos).
+    video: VideoSlotSpec | None = None
 
     @property
     def modality(self) -> str:
@@ -340,12 +354,17 @@ class Manifest:
         files = [p.file for _, p in _labelled(parts, alternatives)]
         if len(set(files)) != len(files):
             raise ManifestError(f"manifest: two parts name the same file ({sorted(f for f in files if files.count(f) > 1)[0]})")
+        video = None
         if modality == "audio":
             image_preprocess, image = None, None
+            if "video" in d:
+                raise ManifestError("manifest: an audio bundle has a video section; videos go through image parts")
         else:
             preprocess = _get(d, "preprocess", dict, "manifest")
             image_preprocess = ImagePreprocessSpec.from_dict(_get(preprocess, "image", dict, "preprocess"))
             image = ImageSlotSpec.from_dict(_get(d, "image", dict, "manifest"))
+            if "video" in d:
+                video = _video_section(d["video"], image)
         return cls(
             family=_get(d, "family", str, "manifest"),
             architecture=_get(d, "architecture", str, "manifest"),
@@ -359,6 +378,7 @@ class Manifest:
             created_by=_get(d, "created_by", str, "manifest", True, ""),
             alternatives=alternatives,
             audio=AudioSlotSpec.from_dict(_get(d, "audio", dict, "manifest")) if modality == "audio" else None,
+            video=video,
         )
 
     @classmethod
@@ -392,7 +412,8 @@ class Manifest:
             return {"audio": self.audio.to_dict()}
         return {"preprocess": {"image": asdict(self.image_preprocess)},
                 "image": {**{k: v for k, v in asdict(self.image).items() if k != "layout"},
-                          "layout": self.image.layout.to_dict()}}
+                          "layout": self.image.layout.to_dict()},
+                **({"video": self.video.to_dict()} if self.video is not None else {})}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"

@@ -16,6 +16,8 @@ import numpy as np
 
 from mmedge.errors import BackendError, PromptError
 
+from .mrope_mask import causal_runs
+
 try:
     import llama_cpp as _ll
 except ImportError as _e:  # pragma: no cover - depends on the install
@@ -123,6 +125,7 @@ class LlamaModel:
         self._mrope_pos = (_ll.llama_pos * (_POS_PER_ROW * self.n_batch))() if self.mrope else None
         self.n_past = 0  # KV cells used
         self.next_pos = 0  # the position the next token takes (jumps past an M-RoPE image grid)
+        self.max_cell_pos = -1  # the largest temporal (first-section) position in the cache: what llama.cpp masks by
         self._eog: np.ndarray | None = None  # built on first use: a ctypes call per vocabulary entry
 
     # -- tokens ------------------------------------------------------------------------------
@@ -168,6 +171,7 @@ class LlamaModel:
         _ll.llama_memory_clear(_ll.llama_get_memory(self.ctx), True)
         self.n_past = 0
         self.next_pos = first_position
+        self.max_cell_pos = first_position - 1
 
     def _check_room(self, n: int) -> None:
         if self.n_past + n > self.n_ctx:
@@ -179,30 +183,45 @@ class LlamaModel:
     def decode_tokens(self, tokens: list[int], logits_for: str = "last") -> np.ndarray | None:
         """Append tokens to the sequence. Returns logits [n, vocab] ('all'), [vocab] ('last') or None."""
         self._check_room(len(tokens))
-        rows = []
-        for start in range(0, len(tokens), self.n_batch):
-            chunk = tokens[start : start + self.n_batch]
-            is_last_chunk = start + self.n_batch >= len(tokens)
-            b = self._token_batch
-            for i, tok in enumerate(chunk):
-                if not 0 <= tok < self.n_vocab:
-                    raise PromptError(f"token id {tok} is outside the vocabulary (0..{self.n_vocab - 1})")
-                b.token[i] = tok
-                b.pos[i] = self.next_pos + i
-                b.n_seq_id[i] = 1
-                b.seq_id[i][0] = 0
-                b.logits[i] = logits_for == "all" or (logits_for == "last" and is_last_chunk and i == len(chunk) - 1)
-            b.n_tokens = len(chunk)
-            self._decode(b)
-            if logits_for == "all":
-                rows.extend(self._logits(i) for i in range(len(chunk)))
-            self.n_past += len(chunk)
-            self.next_pos += len(chunk)
+        for tok in tokens:
+            if not 0 <= tok < self.n_vocab:
+                raise PromptError(f"token id {tok} is outside the vocabulary (0..{self.n_vocab - 1})")
+        positions = self.next_pos + np.arange(len(tokens), dtype=np.int64)
+        rows, last = [], None
+        for lo, hi, causal in self._runs(positions[None]):
+            for start in range(lo, hi, self.n_batch):
+                end = min(start + self.n_batch, hi)
+                b = self._token_batch
+                for i in range(end - start):
+                    b.token[i] = tokens[start + i]
+                    b.pos[i] = int(positions[start + i])
+                    b.n_seq_id[i] = 1
+                    b.seq_id[i][0] = 0
+                    b.logits[i] = logits_for == "all" or (logits_for == "last" and start + i == len(tokens) - 1)
+                b.n_tokens = end - start
+                self._decode(b, causal)
+                if logits_for == "all":
+                    rows.extend(self._logits(i) for i in range(end - start))
+                elif logits_for == "last" and end == len(tokens):
+                    last = self._logits(end - start - 1)  # index within the last batch decoded
+                self.n_past += end - start
+        if len(tokens):
+            self._taken(positions[None])
         if logits_for == "all":
             return np.stack(rows)
-        if logits_for == "last" and tokens:
-            return self._logits(len(chunk) - 1)  # index within the last batch decoded
-        return None
+        return last
+
+    def _runs(self, positions: np.ndarray) -> list[tuple[int, int, bool]]:
+        """Causal batches and lone rows, so that llama.cpp's position-based mask is the sequence
+        order (only M-RoPE positions can step back: `mrope_mask`)."""
+        if not self.mrope:
+            return [(0, positions.shape[1], True)]
+        return causal_runs(positions, self.max_cell_pos)
+
+    def _taken(self, positions: np.ndarray) -> None:
+        """Rows at `positions` went into the cache: the next token comes after the largest."""
+        self.max_cell_pos = max(self.max_cell_pos, int(positions[0].max()))
+        self.next_pos = int(positions.max()) + 1
 
     def decode_embeddings(self, embeddings: np.ndarray, want_last_logits: bool = False,
                           grid: np.ndarray | None = None, bidirectional: bool = False) -> np.ndarray | None:
@@ -229,20 +248,28 @@ class LlamaModel:
         # One row of consecutive positions, or (M-RoPE with a grid) temporal/height/width rows.
         offsets = grid if self.mrope and grid is not None else np.arange(n, dtype=np.int64)[None]
         positions = self.next_pos + np.asarray(offsets, dtype=np.int64)
+        logits = self._decode_embeddings_at(embeddings, positions, want_last_logits, bidirectional)
+        self._taken(positions)
+        return logits
+
+    def _decode_embeddings_at(self, embeddings: np.ndarray, positions: np.ndarray, want_last_logits: bool,
+                              bidirectional: bool) -> np.ndarray | None:
+        n = embeddings.shape[0]
         if bidirectional:
             if n > self.n_batch:
                 raise PromptError(
                     f"a run of {n} positions must be decoded bidirectionally in one batch, but the batch holds {self.n_batch}; "
                     f"raise the batch size (`mmedge run --batch`, RuntimeOptions.n_batch) to at least {n}"
                 )
-            _ll.llama_set_causal_attn(self.ctx, False)
-            try:
-                return self._decode_embedding_rows(embeddings, positions, want_last_logits)
-            finally:
-                _ll.llama_set_causal_attn(self.ctx, True)
-        return self._decode_embedding_rows(embeddings, positions, want_last_logits)
+            return self._decode_embedding_rows(embeddings, positions, want_last_logits, causal=False)
+        last = None
+        for lo, hi, causal in self._runs(positions):
+            logits = self._decode_embedding_rows(embeddings[lo:hi], positions[:, lo:hi], want_last_logits and hi == n, causal)
+            last = logits if hi == n else last
+        return last
 
-    def _decode_embedding_rows(self, embeddings: np.ndarray, positions: np.ndarray, want_last_logits: bool) -> np.ndarray | None:
+    def _decode_embedding_rows(self, embeddings: np.ndarray, positions: np.ndarray, want_last_logits: bool,
+                               causal: bool = True) -> np.ndarray | None:
         n = embeddings.shape[0]
         last = None
         for start in range(0, n, self.n_batch):
@@ -264,20 +291,27 @@ class LlamaModel:
                 pos_type, own_pos = type(b.pos), ctypes.cast(b.pos, ctypes.c_void_p).value
                 b.pos = ctypes.cast(self._mrope_pos, pos_type)
                 try:
-                    self._decode(b)
+                    self._decode(b, causal)
                 finally:
                     b.pos = ctypes.cast(own_pos, pos_type)  # llama_batch_free frees the batch's own array
             else:
                 for i in range(m):
                     b.pos[i] = int(positions[0, start + i])
-                self._decode(b)
+                self._decode(b, causal)
             if want_last_logits and start + m == n:
                 last = self._logits(m - 1)
             self.n_past += m
-        self.next_pos = int(positions.max()) + 1
         return last
 
-    def _decode(self, batch) -> None:
+    def _decode(self, batch, causal: bool = True) -> None:
+        """One llama_decode; `causal=False`: the batch's rows attend both ways (and to every cell)."""
+        if not causal:
+            _ll.llama_set_causal_attn(self.ctx, False)
+            try:
+                self._decode(batch)
+            finally:
+                _ll.llama_set_causal_attn(self.ctx, True)
+            return
         rc = _ll.llama_decode(self.ctx, batch)
         if rc != 0:
             raise BackendError(f"llama_decode failed with code {rc} at position {self.n_past}")

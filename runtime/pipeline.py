@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -20,12 +20,13 @@ from .backends import open_tensor_part, select_part
 from .devices import check_device, place_llm
 from .images import load_image
 from .audio_clips import AudioSource
-from .layouts import FEATURES_INPUT, PreparedImage
+from .layouts import FEATURES_INPUT, FrameRequest, PreparedImage, video_layout
+from .layouts.video import VideoSource
 from .media import media_layout
 from .gguf_rows import GgufTensorRows
 from .llamacpp import LlamaModel, LlamaOptions, gpu_offload_available
 from .prefill import prefill
-from .prompt import TokenPlan, expand_markers, format_prompt, plan_tokens
+from .prompt import TokenPlan, expand_media_markers, format_prompt, plan_tokens
 from .sampling import Sampler, SamplingParams
 
 
@@ -113,6 +114,8 @@ class Pipeline:
         o = self.options
         # Images or audio clips: either way one input -> encoder inputs, prompt text, rows.
         self.layout = media_layout(m)
+        # Videos: sampled frames through the same encoder and projector (bundles with a video section).
+        self.video_layout = video_layout(m.video, self.layout) if m.video is not None else None
         roles = m.tensor_roles
         self.parts = {role: select_part(m.candidates(role), o.target) for role in roles}
         self.encoder, self.projector = (
@@ -147,20 +150,36 @@ class Pipeline:
         the bundle's layout (an audio bundle's inputs are WAV paths or (samples, rate) pairs)."""
         return [self.layout.prepare(img) for img in images]
 
+    def prepare_videos(self, videos: list, request: FrameRequest = FrameRequest()) -> list[PreparedImage]:
+        """Preprocessing of videos (files, frame folders, `Video`s): frames sampled by the bundle's
+        rule (the HF video processor's) or `request`, then the video layout's encoder inputs."""
+        if videos and self.video_layout is None:
+            raise PromptError(f"this bundle ({self.manifest.family}) takes no videos; its family's HF processor has no "
+                              "video path, or the bundle was exported before mmedge converted videos (re-export it)")
+        return [self.video_layout.prepare(self.video_layout.load(v, request)) for v in videos]
+
+    def layout_for(self, prepared: PreparedImage):
+        """The layout that made (and assembles) this input: the video layout for videos."""
+        return self.video_layout if prepared.medium == "video" else self.layout
+
     def tile_embeddings(self, prepared: PreparedImage, stats: GenerationStats | None = None) -> np.ndarray:
-        """One image's encoder call then projector call: the shape its layout declares
-        ([tiles, tokens_per_image, n_embd], or Qwen2-VL's [rows, n_embd])."""
-        t0 = time.perf_counter()
-        features = self.encoder.run(prepared.encoder_inputs())
-        t1 = time.perf_counter()
-        # A projector that reads more than the features (InstructBLIP's Q-Former: the prompt) gets them by name.
-        embeddings = self.projector.run({FEATURES_INPUT: features, **prepared.projector_inputs}
-                                        if prepared.projector_inputs else features)
-        t2 = time.perf_counter()
-        if stats is not None:
-            stats.encode_s += t1 - t0
-            stats.project_s += t2 - t1
-        expected = self.layout.projected_shape(prepared)
+        """One input's encoder call(s) then projector call(s): the shape its layout declares
+        ([tiles, tokens_per_image, n_embd], or Qwen2-VL's [rows, n_embd]); several calls (a video's
+        frame groups) are concatenated on axis 0."""
+        outputs = []
+        for inputs in prepared.encoder_calls():
+            t0 = time.perf_counter()
+            features = self.encoder.run(inputs)
+            t1 = time.perf_counter()
+            # A projector that reads more than the features (InstructBLIP's Q-Former: the prompt) gets them by name.
+            outputs.append(self.projector.run({FEATURES_INPUT: features, **prepared.projector_inputs}
+                                              if prepared.projector_inputs else features))
+            t2 = time.perf_counter()
+            if stats is not None:
+                stats.encode_s += t1 - t0
+                stats.project_s += t2 - t1
+        embeddings = outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
+        expected = self.layout_for(prepared).projected_shape(prepared)
         if embeddings.shape != expected:
             raise BackendError(f"the projector returned shape {embeddings.shape}, the manifest promises {expected}")
         return embeddings
@@ -169,17 +188,21 @@ class Pipeline:
         """All images' embedding rows in prompt order: [sum of n_rows, n_embd]."""
         rows = []
         for p in prepared:
-            assembled = self.layout.assemble(p, self.tile_embeddings(p, stats))
+            assembled = self.layout_for(p).assemble(p, self.tile_embeddings(p, stats))
             if assembled.shape != (p.n_rows, self.manifest.media.embedding_dim):
                 raise BackendError(f"the image layout assembled {assembled.shape} rows, the prompt holds {p.n_rows}")
             rows.append(assembled)
         return np.concatenate(rows) if rows else np.zeros((0, self.manifest.media.embedding_dim), np.float32)
 
-    def format(self, prompt: str, n_images: int, raw: bool = False) -> str:
-        """The chat-formatted prompt for `n_images` inputs of the bundle's modality (images or audio clips)."""
+    def format(self, prompt: str, n_images: int, raw: bool = False, n_videos: int = 0) -> str:
+        """The chat-formatted prompt for `n_images` inputs of the bundle's modality (images or audio
+        clips) and `n_videos` videos."""
         m = self.manifest
         self.layout.check_prompt(prompt, n_images, raw)
-        return format_prompt(prompt, n_images, m.prompt, m.media, raw=raw, content_type=m.modality)
+        if n_videos and m.video is None:
+            raise PromptError(f"this bundle ({m.family}) takes no videos, {n_videos} were given")
+        videos = (m.video.marker, n_videos) if m.video is not None else None
+        return format_prompt(prompt, n_images, m.prompt, m.media, raw=raw, content_type=m.modality, videos=videos)
 
     def tokenize(self, prompt_text: str) -> list[int]:
         spec = self.manifest.prompt
@@ -196,8 +219,15 @@ class Pipeline:
         prompt_text = self.layout.bind_prompt(prompt_text, prepared)
         if self.layout.rows_before_bos:  # InstructBLIP: the image tokens, then the tokenized prompt (BOS first)
             return plan_tokens([slot.marker_token_id] * n_rows + self.tokenize(prompt_text), slot.marker_token_id, n_rows)
-        expanded = expand_markers(prompt_text, slot.marker, [p.text for p in prepared])
-        return plan_tokens(self.tokenize(expanded), slot.marker_token_id, n_rows)
+        kinds = [(slot.marker, slot.marker_token_id, [i for i, p in enumerate(prepared) if p.medium != "video"])]
+        if self.manifest.video is not None:
+            video = self.manifest.video
+            kinds.append((video.marker, video.marker_token_id, [i for i, p in enumerate(prepared) if p.medium == "video"]))
+        expanded, order = expand_media_markers(prompt_text, [(marker, [prepared[i].text for i in items])
+                                                             for marker, _, items in kinds])
+        plan = plan_tokens(self.tokenize(expanded), frozenset(token for _, token, _ in kinds), n_rows)
+        # The media's rows in the order their markers stand in the text.
+        return replace(plan, media_order=tuple(kinds[k][2][i] for k, i in order))
 
     # -- generation ------------------------------------------------------------------------------
     def generate(
@@ -208,19 +238,24 @@ class Pipeline:
         raw_prompt: bool = False,
         on_token: Callable[[TokenEvent], bool | None] | None = None,
         audio: list[AudioSource] | None = None,
+        videos: list[VideoSource] | None = None,
+        frames: FrameRequest = FrameRequest(),
     ) -> GenerationResult:
-        """Run the whole pipeline on images or, for an audio bundle, `audio` clips (WAV paths or
+        """Run the whole pipeline on images (and videos: files, frame folders or `Video`s, sampled
+        by the bundle's rule or `frames`) or, for an audio bundle, `audio` clips (WAV paths or
         (samples, rate) pairs). `on_token` gets each token as it comes; returning False stops."""
         params = params or GenerationParams()
         stats = GenerationStats(load_s=self.load_s)
         stats.providers = {role: p.provider for role, p in self.placements.items()}
         t_start = time.perf_counter()
         inputs = self._inputs(images, audio or [])
-        text = self.format(prompt, len(inputs), raw=raw_prompt)
+        videos = list(videos or [])
+        text = self.format(prompt, len(inputs), raw=raw_prompt, n_videos=len(videos))
         t0 = time.perf_counter()
-        prepared = self.prepare_images(inputs)
+        prepared = self.prepare_images(inputs) + self.prepare_videos(videos, frames)
         stats.preprocess_s = time.perf_counter() - t0
         plan = self.plan(text, prepared)
+        prepared = [prepared[i] for i in plan.media_order] if plan.media_order else prepared
         stats.prompt_positions = plan.n_positions
         if plan.n_positions + params.max_new_tokens > self.llm.n_ctx:
             raise PromptError(

@@ -29,6 +29,8 @@ class TokenPlan:
 
     items: tuple
     n_positions: int
+    # Indices of the prepared inputs in the order their markers stand in the text (empty: as given).
+    media_order: tuple[int, ...] = ()
 
     @property
     def text_tokens(self) -> list[int]:
@@ -68,34 +70,62 @@ def _render_template(template: str, messages: list[dict], extra: dict) -> str:
 
 
 def format_prompt(prompt: str, n_images: int, spec: PromptSpec, slot: ImageSlotSpec | AudioSlotSpec, raw: bool = False,
-                  content_type: str = "image") -> str:
+                  content_type: str = "image", videos: tuple[str, int] | None = None) -> str:
     """The full prompt text, markers included, ready for tokenization. `content_type` is the chat
-    template's content type of the inputs ("image", or "audio" for an audio bundle's clips)."""
+    template's content type of the inputs ("image", or "audio" for an audio bundle's clips);
+    `videos` = (video marker, count) when videos come too (template content type "video")."""
     if not isinstance(prompt, str):
         raise PromptError(f"the prompt must be text, got {type(prompt).__name__}")
-    n_markers = prompt.count(slot.marker)
-    if raw:
-        # No template places images in a raw prompt, so "no markers" is not an option here.
-        if n_markers != n_images:
+    kinds = [(content_type, slot.marker, n_images)] + ([("video", *videos)] if videos else [])
+    found = [prompt.count(marker) for _, marker, _ in kinds]
+    for (kind, marker, count), n_markers in zip(kinds, found):
+        noun = "image" if kind == content_type else kind
+        if raw and n_markers != count:
+            # No template places images in a raw prompt, so "no markers" is not an option here.
             raise PromptError(
-                f"a raw prompt needs one {slot.marker!r} per image: found {n_markers}, images {n_images}; "
-                f"put one marker where each image goes, or drop the raw option to let the chat template place them"
+                f"a raw prompt needs one {marker!r} per {noun}: found {n_markers}, {noun}s {count}; "
+                f"put one marker where each {noun} goes, or drop the raw option to let the chat template place them"
             )
+        if any(found) and n_markers != count:
+            raise PromptError(
+                f"the prompt has {n_markers} {noun} marker(s) {marker!r} but {count} {noun}(s) were given; "
+                f"use one marker per {noun}, or none at all to let the chat template place the inputs"
+            )
+    if raw:
         return prompt
-    if n_markers and n_markers != n_images:
-        raise PromptError(
-            f"the prompt has {n_markers} image marker(s) {slot.marker!r} but {n_images} image(s) were given; "
-            f"use one marker per image, or none to let the chat template place the images"
-        )
-    if n_markers:
+    if any(found):
         content = [{"type": "text", "text": prompt}]
     else:
-        content = [{"type": content_type} for _ in range(n_images)] + [{"type": "text", "text": prompt}]
+        content = [{"type": kind} for kind, _, count in kinds for _ in range(count)] + [{"type": "text", "text": prompt}]
     if spec.chat_template:
         return _render_template(spec.chat_template, [{"role": "user", "content": content}], {})
-    if n_markers:
+    if any(found):
         return prompt
-    return spec.fallback_format.format(images=slot.marker * n_images, text=prompt)
+    return spec.fallback_format.format(images="".join(marker * count for _, marker, count in kinds), text=prompt)
+
+
+def expand_media_markers(text: str, markers: list[tuple[str, list[str]]]) -> tuple[str, list[tuple[int, int]]]:
+    """Replace each marker occurrence, in text order, with the next expansion of its kind;
+    `markers` = [(marker, expansions)] per kind. Returns the text and the (kind, index) of each
+    expansion in text order (the order the media's rows take)."""
+    for marker, expansions in markers:
+        if text.count(marker) != len(expansions):
+            expand_markers(text, marker, expansions)  # raises the count error
+    out, order, pos = [], [], 0
+    taken = [0] * len(markers)
+    while True:
+        hits = [(text.find(marker, pos), k) for k, (marker, _) in enumerate(markers)]
+        hits = [(at, k) for at, k in hits if at >= 0]
+        if not hits:
+            break
+        at, k = min(hits)
+        marker, expansions = markers[k]
+        out += [text[pos:at], expansions[taken[k]]]
+        order.append((k, taken[k]))
+        taken[k] += 1
+        pos = at + len(marker)
+    out.append(text[pos:])
+    return "".join(out), order
 
 
 def expand_markers(text: str, marker: str, expansions: list[str]) -> str:
@@ -112,13 +142,15 @@ def expand_markers(text: str, marker: str, expansions: list[str]) -> str:
     return "".join(out)
 
 
-def plan_tokens(token_ids: list[int], image_token_id: int, n_rows: int) -> TokenPlan:
-    """Split tokenized text at runs of the image token; the runs take the image rows in order."""
+def plan_tokens(token_ids: list[int], image_token_id: int | frozenset[int], n_rows: int) -> TokenPlan:
+    """Split tokenized text at runs of the image token (or any of a set: image and video tokens);
+    the runs take the media rows in order."""
+    media_tokens = image_token_id if isinstance(image_token_id, frozenset) else frozenset((image_token_id,))
     items: list = []
     run: list[int] = []
     filled = 0
     for tok in token_ids:
-        if tok == image_token_id:
+        if tok in media_tokens:
             if run:
                 items.append(run)
                 run = []

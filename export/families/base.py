@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # torch stays out of import time
     import torch
 
     from mmedge.manifest import ImagePreprocessSpec, ImageSlotSpec, PromptSpec
+    from mmedge.video_spec import VideoSlotSpec
 
     from ..gguf.backbone import TextBackbone
 
@@ -71,8 +72,16 @@ class Family(ABC):
         return self.reference_image_features(ckpt, **inputs)
 
     def media_sections(self, ckpt: LoadedCheckpoint) -> dict:
-        """The manifest fields of the modality: an image family's preprocess and image slot."""
-        return {"image_preprocess": self.image_preprocess(ckpt), "image": self.image_slot(ckpt)}
+        """The manifest fields of the modality: an image family's preprocess and image slot (and its
+        video section, for families whose HF processor takes videos)."""
+        video = self.video_slot(ckpt)
+        return {"image_preprocess": self.image_preprocess(ckpt), "image": self.image_slot(ckpt),
+                **({"video": video} if video is not None else {})}
+
+    def video_slot(self, ckpt: LoadedCheckpoint) -> "VideoSlotSpec | None":
+        """How videos run through the image parts (None: the family takes no videos). Reads only the
+        config and processor files, so `load` calls it to refuse bad video settings before the weights."""
+        return None
 
     def media_slot(self, ckpt: LoadedCheckpoint):
         """The slot the prompt's markers refer to (attention mode, marker token)."""

@@ -72,6 +72,7 @@ class LlavaFamily(Family):
         self.check_config(config)
         processor = self.load_processor(path)
         self.check_processor(processor, config)
+        self.video_slot(LoadedCheckpoint(model=None, processor=processor, config=config, path=str(path)))
         model, config = load_pretrained(getattr(transformers, self.model_class), path)
         return LoadedCheckpoint(model=model, processor=processor, config=config, path=str(path))
 

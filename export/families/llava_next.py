@@ -3,21 +3,23 @@
 "anyres" grid; the runtime's `anyres` layout reassembles the tiles' rows (unpad, OneVision's
 pooling, `image_newline`) in numpy, so the exported parts stay per-tile and batchable.
 
-Images only: OneVision's video path and its multi-image mode (images given as a nested list, one
-padded view each) are not converted; a flat list of images, which is what mmedge's runtime and
-the HF processor called with `images=[...]` use, gets anyres tiling for every image.
+OneVision's videos go through the same per-tile parts (`pooled-frames` video layout: each frame one
+tile, its rows pooled, one image_newline after the last frame). Its multi-image mode (images given
+as a nested list, one padded view each) is not converted; a flat list of images, which is what
+mmedge's runtime and the HF processor called with `images=[...]` use, gets anyres tiling for every image.
 """
 from __future__ import annotations
 
 import re
 import sys
 from dataclasses import replace
-from typing import ClassVar
 
 from mmedge.errors import UnsupportedConfigError
 from mmedge.image_layouts import AnyRes
 from mmedge.manifest import ImagePreprocessSpec, ImageSlotSpec
+from mmedge.video_spec import PooledFrames, VideoSlotSpec
 
+from ..video_processors import read_video_processor
 from .base import FamilyInfo, LoadedCheckpoint, register_family
 from .llava import SUPPORTED_TEXT, LlavaFamily
 
@@ -167,7 +169,7 @@ class LlavaOnevisionFamily(AnyResFamily):
     info = FamilyInfo(
         name="llava_onevision",
         architectures=("LlavaOnevisionForConditionalGeneration",),
-        modalities=("image",),
+        modalities=("image", "video"),
         projector="mlp (linear-gelu-linear), anyres tiles pooled to anyres_max_N + image_newline",
         encoders=("CLIP", "SigLIP"),
         backbones=SUPPORTED_TEXT,
@@ -181,6 +183,19 @@ class LlavaOnevisionFamily(AnyResFamily):
         if found is None:
             raise UnsupportedConfigError(f"vision_aspect_ratio {config.vision_aspect_ratio!r}: expected 'anyres_max_N'")
         return int(found.group(1))
+
+    def video_slot(self, ckpt: LoadedCheckpoint) -> VideoSlotSpec:
+        """Frames as the video processor (read as data) prepares them, through the tile parts."""
+        c, processor = ckpt.config, ckpt.processor
+        settings = read_video_processor(ckpt.path, "LlavaOnevisionVideoProcessor")
+        tile = c.vision_config.image_size
+        size = settings["size"]
+        if (size.get("height"), size.get("width")) != (tile, tile):
+            raise UnsupportedConfigError(f"{settings.source}: video frames are resized to {size}, but the vision tower takes "
+                                         f"{tile}x{tile} tiles; set size to {{'height': {tile}, 'width': {tile}}}")
+        return VideoSlotSpec(marker=processor.video_token, marker_token_id=int(c.video_token_id),
+                             layout=PooledFrames(frame_size=tile, feature_side=tile // c.vision_config.patch_size),
+                             sampling=settings.sampling("uniform"), frames=settings.frames())
 
     def load_processor(self, path: str):
         # transformers' own class needs torchvision for its video processor; images do not use it.

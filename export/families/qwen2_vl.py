@@ -1,5 +1,5 @@
 """Qwen2-VL (`Qwen2VLForConditionalGeneration`) and Qwen2.5-VL (`Qwen2_5_VLForConditionalGeneration`),
-images only: a ViT over an image's own patch grid (Conv3d patch embedding, 2-D rotary ids, full
+images and videos: a ViT over an image's own patch grid (Conv3d patch embedding, 2-D rotary ids, full
 attention within the image; Qwen2.5-VL: attention within windows except in its full-attention
 blocks), the PatchMerger (2x2 patches -> one row) as projector, a Qwen2 backbone with M-RoPE.
 
@@ -9,6 +9,9 @@ row takes an M-RoPE position (temporal, height, width) on the image's grid; the 
 image resumes past the grid's largest position, as `get_rope_index` places it. Qwen2.5-VL's
 encoder takes a third input, each patch's window number (the layout orders the patches window by
 window, as the model does internally, and puts the rows back in image order after the projector).
+
+Videos (`qwen2vl-frames` video layout) run through the same parts, one encoder call per group of
+temporal_patch_size frames (the model attends within a group), with temporal M-RoPE offsets.
 """
 from __future__ import annotations
 
@@ -19,9 +22,11 @@ from pathlib import Path
 from mmedge.errors import CheckpointError, UnsupportedConfigError
 from mmedge.image_layouts import Qwen2VLPatches
 from mmedge.manifest import ImagePreprocessSpec, ImageSlotSpec, PromptSpec
+from mmedge.video_spec import Qwen2VLFrames, VideoSlotSpec
 
 from ..checkpoint import load_pretrained, quiet_transformers
 from ..hf_processors import image_only_qwen2vl_processor
+from ..video_processors import read_video_processor
 from .base import Family, FamilyInfo, LoadedCheckpoint, register_family
 from .common import prompt_spec, text_backbone, tile_spec
 
@@ -138,7 +143,7 @@ class Qwen2VLFamily(Family):
     info = FamilyInfo(
         name="qwen2_vl",
         architectures=("Qwen2VLForConditionalGeneration",),
-        modalities=("image",),
+        modalities=("image", "video"),
         projector="PatchMerger (2x2 patches -> one row), M-RoPE positions",
         encoders=("Qwen2-VL ViT (2-D rotary, one image per call)",),
         backbones=("qwen2_vl_text",),
@@ -162,6 +167,7 @@ class Qwen2VLFamily(Family):
         processor = _load_processor(str(path), processor_cls)
         _check_config(config, processor.image_processor, self.info.backbones)
         self.check_vision(config.vision_config)
+        self.video_slot(LoadedCheckpoint(model=None, processor=processor, config=config, path=str(path)))
         model, config = load_pretrained(getattr(transformers, model_cls), path)
         return LoadedCheckpoint(model=model, processor=processor, config=config, path=str(path))
 
@@ -231,6 +237,34 @@ class Qwen2VLFamily(Family):
             layout=self.layout(ckpt),
         )
 
+    def tokens_per_second(self, ckpt: LoadedCheckpoint) -> float | None:
+        """Temporal M-RoPE steps per second of video (Qwen2.5-VL); None: one step per frame group."""
+        return None
+
+    def video_slot(self, ckpt: LoadedCheckpoint) -> VideoSlotSpec:
+        """Frames as the video processor (read as data) prepares them, through the image parts."""
+        settings = read_video_processor(ckpt.path, "Qwen2VLVideoProcessor")
+        s = self.layout(ckpt)
+        found = (settings["patch_size"], settings["temporal_patch_size"], settings["merge_size"])
+        if found != (s.patch_size, s.temporal_patch_size, s.merge_size):
+            raise UnsupportedConfigError(f"{settings.source}: (patch_size, temporal_patch_size, merge_size) {found} differ "
+                                         f"from the vision model's {(s.patch_size, s.temporal_patch_size, s.merge_size)}")
+        if settings["cap_pixels_per_frame"]:
+            raise UnsupportedConfigError(f"{settings.source}: cap_pixels_per_frame=true (a per-video pixel budget) is not "
+                                         "converted; set it to false")
+        size = settings["size"]
+        if not size.get("shortest_edge") or not size.get("longest_edge"):
+            raise UnsupportedConfigError(f"{settings.source}: size must give shortest_edge and longest_edge (min and max "
+                                         f"pixels), found {size}")
+        processor = ckpt.processor
+        return VideoSlotSpec(
+            marker=processor.video_token, marker_token_id=int(processor.video_token_id),
+            layout=Qwen2VLFrames(min_pixels=int(size["shortest_edge"]), max_pixels=int(size["longest_edge"]),
+                                 video_pad_token=processor.video_token, tokens_per_second=self.tokens_per_second(ckpt)),
+            sampling=settings.sampling("qwen2vl", min_frames=int(settings["min_frames"]),
+                                       max_frames=int(settings["max_frames"]), frame_multiple=s.temporal_patch_size),
+            frames=settings.frames())
+
     def prompt(self, ckpt: LoadedCheckpoint) -> PromptSpec:
         return prompt_spec(ckpt)
 
@@ -283,3 +317,6 @@ class Qwen25VLFamily(Qwen2VLFamily):
 
     def window_size(self, ckpt: LoadedCheckpoint) -> int | None:
         return int(ckpt.config.vision_config.window_size)
+
+    def tokens_per_second(self, ckpt: LoadedCheckpoint) -> float | None:
+        return float(ckpt.config.vision_config.tokens_per_second)

@@ -8,10 +8,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .llava import CHATML_TEMPLATE, LLAVA15_TEMPLATE, TinyLlavaPreset, _text_config, _vision_config
 from ..hf_processors import image_only_onevision_processor
+from ..video_processors import VIDEO_PROCESSOR_FILE
+from .llava import LLAVA15_TEMPLATE, TinyLlavaPreset, _text_config, _vision_config
+from .templates import chatml_template
 from .tokenizers import TOKENIZER_BUILDERS
-from .weights import scaled_random_init
+from .weights import scaled_random_init, write_json
+
+# ChatML with OneVision's markers: images, then videos, then the text.
+ONEVISION_TEMPLATE = chatml_template("<image>\n", "<video>\n")
 
 
 @dataclass(frozen=True)
@@ -38,7 +43,7 @@ PRESETS: dict[str, TinyAnyResPreset] = {
         TinyAnyResPreset(
             name="onevision-siglip-qwen2",
             description="LLaVA-OneVision: SigLIP ViT (last layer, full) + Qwen2, tied; 32-px tiles up to 3x4, anyres_max_9 pooling",
-            tokenizer="qwen2-bpe", vision="siglip", text="qwen2", chat_template=CHATML_TEMPLATE,
+            tokenizer="qwen2-bpe", vision="siglip", text="qwen2", chat_template=ONEVISION_TEMPLATE,
             vision_dims=_VISION, text_dims=_TEXT, image_size=32, patch_size=8, vision_feature_layer=-1,
             strategy="full", tie_word_embeddings=True, weight_scale=2.0, family="onevision",
             grid_pinpoints=((32, 32), (32, 64), (64, 32), (64, 64), (64, 96), (96, 64), (96, 96), (96, 128), (128, 96)),
@@ -100,4 +105,11 @@ def build_tiny_anyres(out_dir: str | Path, preset: str, seed: int = 0) -> Path:
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(out)
     processor.save_pretrained(out)
+    if p.family == "onevision":
+        # Its video processor (torchvision-only, not buildable here) as the class writes its settings:
+        # frames squashed to the tile, normalized as the images.
+        ip = processor.image_processor
+        write_json(out / VIDEO_PROCESSOR_FILE, {
+            "video_processor_type": "LlavaOnevisionVideoProcessor", "size": {"height": p.image_size, "width": p.image_size},
+            "image_mean": list(ip.image_mean), "image_std": list(ip.image_std), "resample": 3, "do_sample_frames": False})
     return out

@@ -11,12 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..video_processors import VIDEO_PROCESSOR_FILE
 from .tokenizers import TOKENIZER_BUILDERS
 from .templates import chatml_template
-from .weights import scaled_random_init
+from .weights import scaled_random_init, write_json
 
-# ChatML with Qwen2-VL's vision tags around each image, images before the text.
-QWEN2VL_TEMPLATE = chatml_template("<|vision_start|><|image_pad|><|vision_end|>")
+# ChatML with Qwen2-VL's vision tags around each image and video, images then videos before the text.
+QWEN2VL_TEMPLATE = chatml_template("<|vision_start|><|image_pad|><|vision_end|>", "<|vision_start|><|video_pad|><|vision_end|>")
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ def build_tiny_qwen2_vl(out_dir: str | Path, preset: str, seed: int = 0) -> Path
     tokenizer = TOKENIZER_BUILDERS["qwen2vl-bpe"]()
     ids = {name: tokenizer.convert_tokens_to_ids(tok) for name, tok in
            (("image_token_id", "<|image_pad|>"), ("vision_start_token_id", "<|vision_start|>"),
-            ("vision_end_token_id", "<|vision_end|>"))}
+            ("vision_end_token_id", "<|vision_end|>"), ("video_token_id", "<|video_pad|>"))}
     text = dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096, rms_norm_eps=1e-6, bos_token_id=None,
                 tie_word_embeddings=False, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
@@ -81,6 +82,13 @@ def build_tiny_qwen2_vl(out_dir: str | Path, preset: str, seed: int = 0) -> Path
     # Qwen2VLProcessor (and Qwen2_5_VLProcessor) wants a torchvision video processor, which mmedge's environment lacks: the
     # folder is written as a Qwen2-VL checkpoint lays it out, file by file.
     image_processor.save_pretrained(out)
+    # The video processor's settings as its class writes them (it cannot be built without torchvision):
+    # frames get the image's pixel bounds, sampled by the class's own rule.
+    write_json(out / VIDEO_PROCESSOR_FILE, {
+        "video_processor_type": "Qwen2VLVideoProcessor", "size": {"shortest_edge": p.min_pixels, "longest_edge": p.max_pixels},
+        "patch_size": p.patch_size, "temporal_patch_size": p.temporal_patch_size, "merge_size": p.merge_size,
+        "image_mean": list(image_processor.image_mean), "image_std": list(image_processor.image_std), "resample": 3,
+        "do_sample_frames": False})
     tokenizer.save_pretrained(out)
     (out / "chat_template.jinja").write_text(QWEN2VL_TEMPLATE)
     return out

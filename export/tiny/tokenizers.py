@@ -148,8 +148,9 @@ def build_gemma_spm(image_tokens: dict[str, str], vocab_size: int = 400):
         return named
 
 
-# Qwen2-VL: the chat template writes <|vision_start|><|image_pad|><|vision_end|> per image.
-QWEN2VL_SPECIALS = ("<|vision_start|>", "<|vision_end|>")
+# Qwen2-VL: the chat template writes <|vision_start|><|image_pad|><|vision_end|> per image and
+# <|vision_start|><|video_pad|><|vision_end|> per video.
+QWEN2VL_SPECIALS = ("<|vision_start|>", "<|vision_end|>", "<|video_pad|>")
 
 
 # Qwen2-Audio's audio tags: the processor expands <|AUDIO|> to one token per audio embedding row.

@@ -23,3 +23,11 @@ def scaled_random_init(model, seed: int, weight_scale: float) -> None:
                 param.copy_(noise * weight_scale / param.shape[1] ** 0.5)
             else:
                 param.add_(noise * 0.05)
+
+
+def write_json(path, data: dict) -> None:
+    """A config file as transformers writes its own (indented, sorted keys)."""
+    import json
+    from pathlib import Path
+
+    Path(path).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")

@@ -45,9 +45,19 @@ class PreparedImage:
     # The name of the first input (an audio clip's prepared inputs reuse this class: "input_features").
     input_name: str = PIXEL_INPUT
 
+    # Several encoder calls for one input (a Qwen2-VL video: one per temporal group), each its inputs
+    # by name; None: one call (`encoder_inputs`). The projector outputs are concatenated on axis 0.
+    chunks: list[dict[str, np.ndarray]] | None = None
+    # "image" or "video": which layout assembles the rows and which marker the text replaces.
+    medium: str = "image"
+
     def encoder_inputs(self) -> dict[str, np.ndarray]:
         """What one encoder call takes, by input name."""
         return {self.input_name: self.tiles, **self.extra_inputs}
+
+    def encoder_calls(self) -> list[dict[str, np.ndarray]]:
+        """Every encoder call this input needs, in order."""
+        return self.chunks if self.chunks is not None else [self.encoder_inputs()]
 
 
 class PromptHooks:

@@ -50,13 +50,19 @@ def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixe
 
 
 def patchify(pixels: np.ndarray, patch: int, merge: int, temporal: int) -> np.ndarray:
-    """float32 [C, H, W] -> [grid_h * grid_w, C * temporal * patch * patch] in transformers' order."""
-    c, h, w = pixels.shape
+    """float32 [C, H, W] -> [grid_h * grid_w, C * temporal * patch * patch] in transformers' order
+    (a still image: the frame repeated `temporal` times)."""
+    return patchify_frames(np.broadcast_to(pixels[None], (temporal, *pixels.shape)), patch, merge)
+
+
+def patchify_frames(frames: np.ndarray, patch: int, merge: int) -> np.ndarray:
+    """One temporal group, float32 [T, C, H, W] -> [grid_h * grid_w, C * T * patch * patch], in
+    the video processor's order: patches merge group by merge group, each flattened (C, T, py, px)."""
+    t, c, h, w = frames.shape
     gh, gw = h // patch, w // patch
-    x = pixels.reshape(c, gh // merge, merge, patch, gw // merge, merge, patch)
-    x = x.transpose(1, 4, 2, 5, 0, 3, 6)  # (group row, group col, row in group, col in group, C, py, px)
-    x = np.broadcast_to(x[:, :, :, :, :, None], (*x.shape[:5], temporal, patch, patch))
-    return np.ascontiguousarray(x.reshape(gh * gw, c * temporal * patch * patch), dtype=np.float32)
+    x = frames.reshape(t, c, gh // merge, merge, patch, gw // merge, merge, patch)
+    x = x.transpose(2, 5, 3, 6, 1, 0, 4, 7)  # (group row, group col, row in group, col in group, C, T, py, px)
+    return np.ascontiguousarray(x.reshape(gh * gw, c * t * patch * patch), dtype=np.float32)
 
 
 def rotary_ids(grid_h: int, grid_w: int, merge: int) -> np.ndarray:
