@@ -84,6 +84,10 @@ class VideoError(RuntimeInputError):
     for that it does not have."""
 
 
+class RemoteError(MmedgeError):
+    """A remote device could not be reached, or a command or copy there failed."""
+
+
 class PromptError(RuntimeInputError):
     """The prompt does not fit: image markers vs images, or longer than the context."""
 
