@@ -168,7 +168,13 @@ def cmd_bench(args) -> int:
 
     settings = settings_from_args(args)
     check_request(args.bundles, settings, json_out=args.json, plot_out=args.plot)
-    report = run_bench(args.bundles, settings, progress=not args.quiet)
+    remote = None
+    if args.remote:
+        from mmedge.runtime.bench.remote_run import RemoteRun
+
+        remote = RemoteRun.from_options(args.remote, python=args.remote_python, identity=args.identity,
+                                        options=tuple(args.ssh_option or ()), cache=args.remote_cache)
+    report = run_bench(args.bundles, settings, progress=not args.quiet, remote=remote)
     print(format_table(report))
     for bundle in report["bundles"]:
         for note in bundle["placement_notes"]:
@@ -323,6 +329,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="OUT", help="write the results as JSON (schema: docs/bench.schema.json)")
     p.add_argument("--plot", metavar="OUT.png", help="draw the stages and rates (needs the bench extra: matplotlib)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--remote", metavar="ssh://USER@HOST[:PORT]", help="run the workers on this device over ssh (the "
+                   "bundle is copied once, by its manifest's sha256; the device needs mmedge[runtime])")
+    p.add_argument("--remote-python", default="python3", help="the device's Python that has mmedge (default: python3)")
+    p.add_argument("--identity", help="the ssh private key for --remote (ssh -i)")
+    p.add_argument("--ssh-option", action="append", metavar="KEY=VALUE", help="an ssh -o option for --remote; repeat")
+    p.add_argument("--remote-cache", help="the device's bundle cache folder (default: ~/.cache/mmedge/bundles)")
 
     p = sub.add_parser("inspect", help="print a bundle's manifest readably")
     p.add_argument("bundle")

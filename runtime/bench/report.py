@@ -51,7 +51,7 @@ def ratios_to_first(bundle: dict, first: dict) -> dict[str, float | None]:
     return out
 
 
-def build_report(machines: list[dict], settings: BenchSettings, results: list[dict]) -> dict:
+def build_report(machines: list[dict], settings: BenchSettings, results: list[dict], remote: str | None = None) -> dict:
     """The schema's document: bundles in the order given, labelled "1: name", "2: name", ...; a
     bundle measured on another machine than the first (remote runs) carries its own `machine`."""
     bundles = []
@@ -67,7 +67,7 @@ def build_report(machines: list[dict], settings: BenchSettings, results: list[di
         "schema_version": SCHEMA_VERSION,
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": machines[0],
-        "settings": settings.to_dict(),
+        "settings": {**settings.to_dict(), "remote": remote},
         "bundles": bundles,
     }
 

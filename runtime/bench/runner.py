@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 from collections import deque
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable
 
@@ -16,6 +17,7 @@ from mmedge.errors import BenchError, BenchWorkerError, VideoError
 
 from ..images import load_image
 from .report import build_report
+from .remote_run import RemoteInputs, RemoteRun, place_bundle, remote_worker_command
 from .settings import BenchSettings
 from .worker import STEP_PREFIX
 
@@ -101,8 +103,15 @@ def run_worker(command: list[str], bundle: str, on_step: Callable[[str], None] =
     return out
 
 
-def run_bench(bundles: list[str], settings: BenchSettings, progress: bool = True) -> dict:
-    """Measure every bundle in its own worker, in order; the report (`report.build_report`)."""
+def run_bench(bundles: list[str], settings: BenchSettings, progress: bool = True, remote: RemoteRun | None = None) -> dict:
+    """Measure every bundle in its own worker, in order; the report (`report.build_report`).
+    With `remote`, the workers run on that device (bundles and inputs copied there first)."""
+    with (RemoteInputs(remote, settings) if remote else nullcontext(settings)) as worker_settings:
+        results, machines = _measure_all(bundles, settings, worker_settings, progress, remote)
+    return build_report(machines, settings, results, remote=remote.url if remote else None)
+
+
+def _measure_all(bundles, settings, worker_settings, progress, remote):
     from tqdm import tqdm
 
     results, machines = [], []
@@ -116,7 +125,15 @@ def run_bench(bundles: list[str], settings: BenchSettings, progress: bool = True
                 bar.set_postfix_str(label, refresh=False)
                 bar.update(1)
 
-            out = run_worker(worker_command(str(Path(bundle).resolve()), settings), bundle, on_step)
+            placed = {}
+            if remote is None:
+                command = worker_command(str(Path(bundle).resolve()), worker_settings)
+            else:
+                bar.set_postfix_str("copying the bundle", refresh=True)
+                where, copied = place_bundle(remote, bundle)
+                placed = {"remote": {"url": remote.url, "path": where, "copied": copied}}
+                command = remote_worker_command(remote, worker_command(where, worker_settings))
+            out = run_worker(command, bundle, on_step)
             machines.append(out["machine"])
-            results.append({"bundle": str(bundle), **out["result"]})
-    return build_report(machines, settings, results)
+            results.append({"bundle": str(bundle), **out["result"], **placed})
+    return results, machines
