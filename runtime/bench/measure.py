@@ -13,7 +13,7 @@ from mmedge.errors import BenchError
 
 from ..backends import part_target
 from ..images import load_image
-from ..layouts import PreparedImage
+from ..layouts import FrameRequest, PreparedImage
 from ..pipeline import GenerationParams, GenerationStats, Pipeline, RuntimeOptions
 from .photo import photo_like
 from .settings import BenchSettings
@@ -90,11 +90,15 @@ def describe_inputs(pipe: Pipeline, s: BenchSettings) -> tuple[list[dict], list]
     if s.video is not None:
         if pipe.video_layout is None:
             pipe.prepare_videos([s.video])  # raises the pipeline's own PromptError: this bundle takes no videos
-        video = pipe.video_layout.load(s.video)
+        video = pipe.video_layout.load(s.video, frame_request(s))
         (prepared,) = pipe.prepare_videos([video])
         n, h, w = video.frames.shape[:3]
         media.append(_medium("video", s.video, prepared, w, h, frames=n))
     return media, images
+
+
+def frame_request(s: BenchSettings) -> FrameRequest:
+    return FrameRequest(num_frames=s.frames, fps=s.video_fps)
 
 
 def _medium(kind: str, source: str, p: PreparedImage, width: int, height: int, frames: int | None = None) -> dict:
@@ -107,7 +111,8 @@ def _medium(kind: str, source: str, p: PreparedImage, width: int, height: int, f
 
 
 def _run(pipe: Pipeline, images: list, s: BenchSettings, params: GenerationParams) -> GenerationStats:
-    stats = pipe.generate(images, s.prompt, params, videos=[s.video] if s.video is not None else None).stats
+    stats = pipe.generate(images, s.prompt, params, videos=[s.video] if s.video is not None else None,
+                          frames=frame_request(s)).stats
     if stats.new_tokens != s.max_tokens:  # cannot happen with EOS banned; a rate over other counts would mislead
         raise BenchError(f"a run produced {stats.new_tokens} tokens instead of {s.max_tokens}; the bench cannot time it")
     return stats

@@ -322,3 +322,23 @@ print(json.dumps({"rc": rc, "torch_loaded": sorted({m.split(".")[0] for m in sys
     assert json.loads(check_line) == {"rc": 0, "torch_loaded": []}
     out = json.loads(result_line)
     assert set(out) == {"machine", "result"} and out["result"]["decode"]["new_tokens"] == 2
+
+
+def test_a_video_bundle_samples_the_frames_asked(bundles, tmp_path):
+    """A OneVision bundle with a video: --frames 3 of a 10-frame clip gives 3 frames, 3 tiles in
+    one encoder call, 3 pooled grids + a newline row, and a valid report."""
+    from mmedge.runtime.bench.runner import run_bench
+
+    from ..video_helpers import source_frames, write_video
+
+    clip = write_video(tmp_path / "clip.mov", "png", "rgb24", source_frames(10), rate=5)
+    report = run_bench([str(bundles("onevision-siglip-qwen2")[0])], settings(video=str(clip), frames=3), progress=False)
+    validate(report)
+    (medium,) = [m for m in report["bundles"][0]["inputs"]["media"] if m["medium"] == "video"]
+    assert (medium["frames"], medium["tiles"], medium["encoder_calls"]) == (3, 3, 1)
+    assert medium["rows"] == 3 * 2 * 2 + 1  # the tiny tower's 4x4 grid pooled to 2x2, then image_newline
+    assert report["settings"]["frames"] == 3 and report["settings"]["video_fps"] is None
+    with pytest.raises(BenchError, match="not both"):
+        settings(video=str(clip), frames=3, video_fps=1.0)
+    with pytest.raises(BenchError, match="give --video too"):
+        settings(frames=3)
