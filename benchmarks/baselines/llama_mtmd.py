@@ -53,15 +53,11 @@ class MtmdBaseline:
         import llama_cpp.mtmd_cpp as mt
 
         self.ll, self.mt, self.n_batch = ll, mt, n_batch
-        self._log = None
         if not verbose:
-            @ll.llama_log_callback
-            def _quiet(level, text, user_data):  # noqa: ARG001
-                return None
+            from . import raw_llama
 
-            self._log = _quiet
-            ll.llama_log_set(_quiet, ctypes.c_void_p(0))
-            mt.mtmd_helper_log_set(_quiet, ctypes.c_void_p(0))
+            raw_llama._quiet_logs(ll)
+            mt.mtmd_helper_log_set(raw_llama._QUIET, ctypes.c_void_p(0))
         threads = threads or (os.cpu_count() or 1)
         ll.llama_backend_init()
         t0 = time.perf_counter()
@@ -166,6 +162,34 @@ class MtmdBaseline:
             "prompt_positions": n_past, "chunks": n_chunks, **counts,
             "tokens": generated, "text": self.detokenize(generated),
         }
+
+    def encode_chunks(self, image, prompt: str, max_chunks: int | None = None) -> list[float]:
+        """Only the encoder: tokenize, then `mtmd_encode_chunk` on each image chunk (at most
+        `max_chunks`); seconds per chunk. Nothing enters the KV cache (no text is decoded)."""
+        ll, mt = self.ll, self.mt
+        w, h, rgb = _load_rgb(image)
+        chunks = mt.mtmd_input_chunks_init()
+        bitmap = mt.mtmd_bitmap_init(w, h, (ctypes.c_uint8 * len(rgb)).from_buffer_copy(rgb))
+        try:
+            text_bytes = prompt.encode()
+            text = mt.mtmd_input_text(text=text_bytes, text_len=len(text_bytes), add_special=True, parse_special=True)
+            if mt.mtmd_tokenize(self.mctx, chunks, ctypes.byref(text), (mt.mtmd_bitmap_p_ctypes * 1)(bitmap), 1) != 0:
+                raise RuntimeError("mtmd_tokenize failed")
+            times = []
+            for i in range(mt.mtmd_input_chunks_size(chunks)):
+                chunk = mt.mtmd_input_chunks_get(chunks, i)
+                if mt.mtmd_input_chunk_get_type(chunk) != CHUNK_IMAGE:
+                    continue
+                if max_chunks is not None and len(times) >= max_chunks:
+                    break
+                t0 = time.perf_counter()
+                if mt.mtmd_encode_chunk(self.mctx, chunk) != 0:
+                    raise RuntimeError(f"mtmd_encode_chunk failed on chunk {i}")
+                times.append(time.perf_counter() - t0)
+            return times
+        finally:
+            mt.mtmd_bitmap_free(bitmap)
+            mt.mtmd_input_chunks_free(chunks)
 
     def detokenize(self, tokens: list[int]) -> str:
         buf = ctypes.create_string_buffer(256)

@@ -35,13 +35,18 @@ FLASH_ATTN_DISABLED = 0
 TEXT = "Describe the picture in detail, then answer the question briefly. "
 
 
-def _quiet_logs(ll):
-    @ll.llama_log_callback
-    def _quiet(level, text, user_data):  # noqa: ARG001
-        return None
+_QUIET = None  # llama.cpp keeps the callback's address for the life of the process: so must we
 
-    ll.llama_log_set(_quiet, ctypes.c_void_p(0))
-    return _quiet  # the caller keeps it alive
+
+def _quiet_logs(ll) -> None:
+    global _QUIET
+    if _QUIET is None:
+        @ll.llama_log_callback
+        def _quiet(level, text, user_data):  # noqa: ARG001
+            return None
+
+        _QUIET = _quiet
+    ll.llama_log_set(_QUIET, ctypes.c_void_p(0))
 
 
 def gguf_of(path: str | Path) -> Path:
@@ -63,7 +68,8 @@ def raw_decode(gguf: str | Path, n_prompt: int = 64, n_decode: int = 32, threads
     """
     import llama_cpp.llama_cpp as ll
 
-    keep = _quiet_logs(ll) if not os.environ.get("MMEDGE_LLAMA_LOG") else None
+    if not os.environ.get("MMEDGE_LLAMA_LOG"):
+        _quiet_logs(ll)
     ll.llama_backend_init()
     t0 = time.perf_counter()
     mparams = ll.llama_model_default_params()
@@ -120,6 +126,7 @@ def raw_decode(gguf: str | Path, n_prompt: int = 64, n_decode: int = 32, threads
         prefill()
         token[0] = prompt[0]
         ll.llama_decode(ctx, ll.llama_batch_get_one(token, 1))
+        ll.llama_synchronize(ctx)  # else the warm-up's queued tokens count into the timed prefill's perf
         ll.llama_memory_clear(ll.llama_get_memory(ctx), True)
         ll.llama_perf_context_reset(ctx)
         prefill_s = prefill()
@@ -155,7 +162,6 @@ def raw_decode(gguf: str | Path, n_prompt: int = 64, n_decode: int = 32, threads
         ll.llama_sampler_free(sampler)
         ll.llama_free(ctx)
         ll.llama_model_free(model)
-        del keep
 
 
 def mmedge_decode(bundle: str | Path, n_decode: int = 32, threads: int = 0, reps: int = 3,
