@@ -125,3 +125,28 @@ def test_libmtmd_runs_smolvlm_with_mmedges_text_gguf_and_the_same_token_layout(t
     assert r["image_tokens"] == 13 * 4
     assert r["prompt_positions"] == ours.stats.prompt_positions
     assert len(r["tokens"]) == 4
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (LLAMA_CPP_SRC / "tools/mtmd/legacy-models").is_dir(),
+                    reason="llama.cpp's source (legacy converters) not found; set MMEDGE_LLAMA_CPP_SRC")
+def test_onevision_runs_in_libmtmd_only_with_llava_uhd_slices(tmp_path, checkpoints, photos):
+    """The legacy mmproj loads and runs, but libmtmd lays the image out as llava-1.6 slices: more
+    positions than OneVision's unpadded, pooled layout that mmedge and transformers use."""
+    from benchmarks.baselines.legacy_mmproj import legacy_mmproj
+    from benchmarks.baselines.llama_mtmd import mtmd_generate
+    from mmedge.export.exporter import ExportConfig, export_bundle
+    from mmedge.runtime.pipeline import GenerationParams, Pipeline, RuntimeOptions
+
+    ckpt = checkpoints("onevision-siglip-qwen2")
+    bundle = tmp_path / "bundle"
+    export_bundle(ExportConfig(checkpoint=ckpt, output=bundle, llm="F32", verify=False))
+    mmproj = legacy_mmproj(ckpt, tmp_path / "vision", LLAMA_CPP_SRC)
+    image = photos["astronaut"].resize((640, 480))
+    pipe = Pipeline(str(bundle), RuntimeOptions(threads=1))
+    ours = pipe.generate([image], "Describe the picture.", GenerationParams(max_new_tokens=2, min_new_tokens=2))
+    pipe.close()
+    prompt = "<|im_start|>user\n<__media__>\nDescribe the picture.<|im_end|>\n<|im_start|>assistant\n"
+    r = mtmd_generate(bundle / "llm.F32.gguf", mmproj, image, prompt, n_decode=4, threads=1, n_ctx=1024, reps=1)
+    assert r["image_chunks"] > 1 and r["image_tokens"] == r["image_chunks"] * 16  # every slice 4x4 patches, unpooled
+    assert r["prompt_positions"] != ours.stats.prompt_positions
