@@ -13,4 +13,12 @@ export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
 .venv/bin/python -m pip install --quiet -r requirements.lock
 .venv/bin/python -m pip install --quiet --no-deps -e .
+# The remote-device tests (`mmedge bench --remote`) start an OpenSSH server on loopback: Debian's
+# openssh-server, installed when this runs as root with apt (elsewhere those tests skip, saying why).
+if [ ! -x /usr/sbin/sshd ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q openssh-server >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q openssh-server >/dev/null 2>&1; } \
+    || echo "setup: could not install openssh-server; the remote-device tests will be skipped"
+fi
 echo "setup complete: activate with 'source .venv/bin/activate'"

@@ -149,12 +149,44 @@ def cmd_run(args) -> int:
     if args.stats:
         s = result.stats
         print(
-            f"[load {s.load_s * 1e3:.0f} ms | preprocess {s.preprocess_s * 1e3:.1f} ms | encode {s.encode_s * 1e3:.1f} ms | "
+            f"[load {s.load_s * 1e3:.0f} ms | preprocess {s.preprocess_s * 1e3:.1f} ms | plan {s.plan_s * 1e3:.1f} ms | "
+            f"encode {s.encode_s * 1e3:.1f} ms | "
             f"project {s.project_s * 1e3:.1f} ms | prefill {s.prompt_positions} pos {s.prefill_s * 1e3:.1f} ms | "
             f"TTFT {s.first_token_s * 1e3:.1f} ms | decode {s.new_tokens} tok {s.decode_tokens_per_s:.1f} tok/s]",
             file=sys.stderr,
         )
         print("[ran on: " + ", ".join(f"{role} {provider}" for role, provider in s.providers.items()) + "]", file=sys.stderr)
+    return 0
+
+
+# -- bench ------------------------------------------------------------------------------------
+@command("bench")
+def cmd_bench(args) -> int:
+    from mmedge.runtime.bench.report import format_table, write_json
+    from mmedge.runtime.bench.runner import check_request, run_bench
+    from mmedge.runtime.bench.settings import settings_from_args
+
+    settings = settings_from_args(args)
+    check_request(args.bundles, settings, json_out=args.json, plot_out=args.plot)
+    remote = None
+    if args.remote:
+        from mmedge.runtime.bench.remote_run import RemoteRun
+
+        remote = RemoteRun.from_options(args.remote, python=args.remote_python, identity=args.identity,
+                                        options=tuple(args.ssh_option or ()), cache=args.remote_cache)
+    report = run_bench(args.bundles, settings, progress=not args.quiet, remote=remote)
+    print(format_table(report))
+    for bundle in report["bundles"]:
+        for note in bundle["placement_notes"]:
+            print(f"mmedge bench: warning: {bundle['label']}: {note}", file=sys.stderr)
+    if args.json:
+        write_json(report, args.json)
+        print(f"json written: {args.json}")
+    if args.plot:
+        from mmedge.runtime.bench.plot import write_plot
+
+        write_plot(report, args.plot)
+        print(f"plot written: {args.plot}")
     return 0
 
 
@@ -285,6 +317,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="fail instead of falling back to the CPU when --device is absent")
     p.add_argument("--target", default="auto", help="which compiled variant to run when the bundle holds several "
                    "(onnx, executorch, coreml; auto = the first this machine can run)")
+
+    # The bench options are shared with its worker; that module is standard library only (cheap to import).
+    from mmedge.runtime.bench.settings import add_arguments as add_bench_arguments
+
+    p = sub.add_parser("bench", help="time every stage of bundles side by side, each in its own process",
+                       description="Time every stage of one or more bundles (each in its own worker process) and "
+                       "print a table with ratios to the first bundle; see docs/BENCH.md.")
+    p.add_argument("bundles", nargs="+", metavar="BUNDLE")
+    add_bench_arguments(p)
+    p.add_argument("--json", metavar="OUT", help="write the results as JSON (schema: docs/bench.schema.json)")
+    p.add_argument("--plot", metavar="OUT.png", help="draw the stages and rates (needs the bench extra: matplotlib)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--remote", metavar="ssh://USER@HOST[:PORT]", help="run the workers on this device over ssh (the "
+                   "bundle is copied once, by its manifest's sha256; the device needs mmedge[runtime])")
+    p.add_argument("--remote-python", default="python3", help="the device's Python that has mmedge (default: python3)")
+    p.add_argument("--identity", help="the ssh private key for --remote (ssh -i)")
+    p.add_argument("--ssh-option", action="append", metavar="KEY=VALUE", help="an ssh -o option for --remote; repeat")
+    p.add_argument("--remote-cache", help="the device's bundle cache folder (default: ~/.cache/mmedge/bundles)")
 
     p = sub.add_parser("inspect", help="print a bundle's manifest readably")
     p.add_argument("bundle")

@@ -84,6 +84,10 @@ class VideoError(RuntimeInputError):
     for that it does not have."""
 
 
+class RemoteError(MmedgeError):
+    """A remote device could not be reached, or a command or copy there failed."""
+
+
 class PromptError(RuntimeInputError):
     """The prompt does not fit: image markers vs images, or longer than the context."""
 
@@ -102,3 +106,17 @@ class BackendError(MmedgeError):
 
 class VerificationError(MmedgeError):
     """Verification could not be run (missing reference, mismatched checkpoint)."""
+
+
+# --- bench ---------------------------------------------------------------------------------
+class BenchError(MmedgeError):
+    """`mmedge bench` was asked for something it cannot measure (a setting out of range, an output
+    path that cannot be written, a bundle of a modality it does not time)."""
+
+
+class BenchWorkerError(BenchError):
+    """A bench worker (the subprocess measuring one bundle) failed; the message carries its error."""
+
+
+class MissingDependencyError(MmedgeError):
+    """An optional package a command needs is not installed (the message names the extra)."""

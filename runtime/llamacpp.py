@@ -70,6 +70,12 @@ def gpu_offload_available() -> bool:
     return bool(_ll.llama_supports_gpu_offload())
 
 
+def system_info() -> str:
+    """llama.cpp's build and CPU feature string ("CPU : AVX2 = 1 | ..."), as llama.cpp prints it."""
+    _require()
+    return _ll.llama_print_system_info().decode("utf-8", errors="replace").strip()
+
+
 @dataclass(frozen=True)
 class LlamaOptions:
     n_ctx: int = 4096
@@ -127,6 +133,11 @@ class LlamaModel:
         self.next_pos = 0  # the position the next token takes (jumps past an M-RoPE image grid)
         self.max_cell_pos = -1  # the largest temporal (first-section) position in the cache: what llama.cpp masks by
         self._eog: np.ndarray | None = None  # built on first use: a ctypes call per vocabulary entry
+
+    @property
+    def n_threads(self) -> int:
+        """The threads llama.cpp decodes with (what `n_threads=0` became)."""
+        return int(_ll.llama_n_threads(self.ctx))
 
     # -- tokens ------------------------------------------------------------------------------
     def tokenize(self, text: str, add_special: bool, parse_special: bool = True) -> list[int]:

@@ -68,14 +68,22 @@ class GenerationParams:
 @dataclass
 class GenerationStats:
     load_s: float = 0.0
-    preprocess_s: float = 0.0
+    preprocess_s: float = 0.0  # reading the input files, then the layouts' prepare
+    plan_s: float = 0.0  # chat formatting, marker expansion, tokenizing, the context check
     encode_s: float = 0.0
     project_s: float = 0.0
+    assemble_s: float = 0.0  # the rest of turning projector outputs into rows: the layouts' assemble, checks
     prefill_s: float = 0.0
-    first_token_s: float = 0.0  # time to first token: preprocess + encode + project + prefill + sample
+    first_sample_s: float = 0.0  # sampling the first token from the prefill's logits
+    # Time to first token, measured end to end: it spans the stages above from preprocess to the
+    # first sample, each of which is timed on its own (`mmedge bench` checks that they add up).
+    first_token_s: float = 0.0
     decode_s: float = 0.0
     prompt_positions: int = 0
     new_tokens: int = 0
+    # KV cells in use when decoding starts (the prompt) and at the end (the last token is never decoded).
+    kv_cells_decode_start: int = 0
+    kv_cells_end: int = 0
     providers: dict = field(default_factory=dict)
 
     @property
@@ -247,13 +255,18 @@ class Pipeline:
         params = params or GenerationParams()
         stats = GenerationStats(load_s=self.load_s)
         stats.providers = {role: p.provider for role, p in self.placements.items()}
+        # Every stage is timed on its own; first_token_s spans them all from t_start.
         t_start = time.perf_counter()
-        inputs = self._inputs(images, audio or [])
+        inputs = self._inputs(images, audio or [])  # image files are decoded here: preprocessing
+        stats.preprocess_s = time.perf_counter() - t_start
         videos = list(videos or [])
+        t0 = time.perf_counter()
         text = self.format(prompt, len(inputs), raw=raw_prompt, n_videos=len(videos))
+        stats.plan_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         prepared = self.prepare_images(inputs) + self.prepare_videos(videos, frames)
-        stats.preprocess_s = time.perf_counter() - t0
+        stats.preprocess_s += time.perf_counter() - t0
+        t0 = time.perf_counter()
         plan = self.plan(text, prepared)
         prepared = [prepared[i] for i in plan.media_order] if plan.media_order else prepared
         stats.prompt_positions = plan.n_positions
@@ -262,12 +275,17 @@ class Pipeline:
                 f"the prompt takes {plan.n_positions} positions and up to {params.max_new_tokens} new tokens are asked, "
                 f"but the context holds {self.llm.n_ctx}; shorten the prompt, lower --max-tokens or raise --ctx"
             )
+        stats.plan_s += time.perf_counter() - t0
+        t0 = time.perf_counter()
         embeddings = self.image_rows(prepared, stats)
+        stats.assemble_s = time.perf_counter() - t0 - stats.encode_s - stats.project_s
 
         t0 = time.perf_counter()
         self.llm.reset(self.manifest.prompt.first_position)
         logits = self._prefill(plan, embeddings, prepared)
-        stats.prefill_s = time.perf_counter() - t0
+        t_prefilled = time.perf_counter()
+        stats.prefill_s = t_prefilled - t0
+        stats.kv_cells_decode_start = self.llm.n_past
 
         sampler = Sampler(params.sampling)
         out_tokens: list[int] = []
@@ -278,8 +296,9 @@ class Pipeline:
             banned = self.llm.eog_tokens if step < params.min_new_tokens else None
             token = sampler(logits, banned)
             if step == 0:
-                stats.first_token_s = time.perf_counter() - t_start
                 t_decode = time.perf_counter()
+                stats.first_sample_s = t_decode - t_prefilled
+                stats.first_token_s = t_decode - t_start
             if self.llm.is_eog(token):
                 break
             out_tokens.append(token)
@@ -293,6 +312,7 @@ class Pipeline:
         if t_decode is not None:
             stats.decode_s = time.perf_counter() - t_decode
         stats.new_tokens = len(out_tokens)
+        stats.kv_cells_end = self.llm.n_past
         if pending:
             text_parts.append(pending.decode("utf-8", errors="replace"))
         return GenerationResult(tokens=out_tokens, text="".join(text_parts), stats=stats, prompt_tokens=plan.text_tokens)

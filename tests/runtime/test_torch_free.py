@@ -6,7 +6,8 @@ import json
 import subprocess
 import sys
 
-BLOCKER = r'''
+# Makes torch & co. unimportable in the process that runs it first (test_bench runs the bench worker after it).
+IMPORT_BLOCKER = r'''
 import sys, importlib.abc
 # torch, and every package only the export extra installs: the light runtime install has none of them.
 FORBIDDEN = ("torch", "transformers", "onnx", "onnxscript", "gguf", "safetensors", "sentencepiece", "executorch",
@@ -16,6 +17,8 @@ class NoTorch(importlib.abc.MetaPathFinder):
         if name.split(".")[0] in FORBIDDEN:
             raise ImportError(f"{name} is forbidden in the runtime")
 sys.meta_path.insert(0, NoTorch())
+'''
+BLOCKER = IMPORT_BLOCKER + r'''
 import json
 from mmedge.runtime.pipeline import Pipeline, GenerationParams, RuntimeOptions
 from mmedge.export.verify_inputs import synthetic_photo

@@ -1,0 +1,75 @@
+"""What a bench worker ran on: enough to tell two result files apart (CPU, cores, OS, versions,
+llama.cpp's build flags), read from the worker's own process and install."""
+from __future__ import annotations
+
+import os
+import platform
+from importlib import metadata
+
+import mmedge
+
+from ..llamacpp import system_info
+
+# Distribution names whose versions decide the numbers; None in the report when not installed.
+PACKAGES = {"numpy": "numpy", "onnxruntime": "onnxruntime", "llama_cpp_python": "llama_cpp_python",
+            "pillow": "pillow", "av": "av"}
+
+
+def cpu_model() -> str:
+    """/proc/cpuinfo's "model name" (Linux, x86), else its "Hardware"/"Model" line (ARM boards),
+    else what platform knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+        fields = {k.strip(): v.strip() for k, v in fields.items()}
+        for key in ("model name", "Hardware", "Model", "cpu model"):
+            if fields.get(key):
+                return fields[key]
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def memory_total_mib() -> float | None:
+    try:
+        with open("/proc/meminfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (a container or taskset can give fewer than the machine has)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"mmedge": mmedge.__version__}
+    for key, dist in PACKAGES.items():
+        try:
+            out[key] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[key] = None
+    return out
+
+
+def machine_info() -> dict:
+    return {
+        "cpu": cpu_model(),
+        "architecture": platform.machine(),
+        "logical_cores": os.cpu_count() or 1,
+        "usable_cores": usable_cores(),
+        "memory_total_mib": memory_total_mib(),
+        "os": platform.system(),
+        "kernel": platform.release(),
+        "platform": platform.platform(),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "versions": versions(),
+        "llama_cpp_system_info": system_info(),
+    }
