@@ -163,6 +163,19 @@ def default_image(path: Path) -> Path:
     return path
 
 
+def _has_double_newline(bundle) -> bool:
+    """libmtmd (Idefics3 / SmolVLM) needs "\\n\\n" as one token; other families do not look it up."""
+    from gguf import GGUFReader
+
+    from .baselines.raw_llama import gguf_of
+
+    manifest = json.loads((Path(bundle) / "manifest.json").read_text())
+    if "idefics3" not in json.dumps(manifest.get("image", {})):
+        return True
+    field = GGUFReader(str(gguf_of(bundle))).fields["tokenizer.ggml.tokens"]
+    return any(bytes(field.parts[i]) in (b"\n\n", "ĊĊ".encode()) for i in field.data)  # raw or byte-level BPE
+
+
 def machine_id() -> str:
     try:
         return Path("/etc/machine-id").read_text().strip()[:8]
@@ -189,7 +202,11 @@ def measure_bundle(name, bundle, args, image, checkpoint, mmproj, bandwidth, log
     else:
         skipped["hf_eager"] = "no --checkpoint for this bundle" if not checkpoint else "--no-hf"
     mtmd_prompt = None
-    if mmproj and not args.no_mtmd:
+    if mmproj and not args.no_mtmd and not _has_double_newline(bundle):
+        skipped["libmtmd"] = ('the GGUF vocabulary has no single "\\n\\n" token: libmtmd\'s Idefics3 template looks it '
+                              "up and aborts the process without it (BASELINES.md); rebuild the preset")
+        log(f"[{name}] libmtmd skipped: {skipped['libmtmd']}")
+    elif mmproj and not args.no_mtmd:
         from .baselines.llama_mtmd import MtmdBaseline
         from .baselines.raw_llama import gguf_of
 
