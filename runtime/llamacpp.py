@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,6 +133,7 @@ class LlamaModel:
         self.n_past = 0  # KV cells used
         self.next_pos = 0  # the position the next token takes (jumps past an M-RoPE image grid)
         self.max_cell_pos = -1  # the largest temporal (first-section) position in the cache: what llama.cpp masks by
+        self.llama_s = 0.0  # seconds spent inside llama_decode since the last reset (mmedge bench's orchestration share)
         self._eog: np.ndarray | None = None  # built on first use: a ctypes call per vocabulary entry
 
     @property
@@ -183,6 +185,7 @@ class LlamaModel:
         self.n_past = 0
         self.next_pos = first_position
         self.max_cell_pos = first_position - 1
+        self.llama_s = 0.0
 
     def _check_room(self, n: int) -> None:
         if self.n_past + n > self.n_ctx:
@@ -323,7 +326,9 @@ class LlamaModel:
             finally:
                 _ll.llama_set_causal_attn(self.ctx, True)
             return
+        t0 = time.perf_counter()
         rc = _ll.llama_decode(self.ctx, batch)
+        self.llama_s += time.perf_counter() - t0
         if rc != 0:
             raise BackendError(f"llama_decode failed with code {rc} at position {self.n_past}")
 

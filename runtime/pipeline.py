@@ -79,6 +79,10 @@ class GenerationStats:
     # first sample, each of which is timed on its own (`mmedge bench` checks that they add up).
     first_token_s: float = 0.0
     decode_s: float = 0.0
+    # Seconds inside llama_decode during the prefill and the decode: with encode_s and project_s,
+    # the time spent in the engines; the rest of first_token_s + decode_s is mmedge's own.
+    llama_prefill_s: float = 0.0
+    llama_decode_s: float = 0.0
     prompt_positions: int = 0
     new_tokens: int = 0
     # KV cells in use when decoding starts (the prompt) and at the end (the last token is never decoded).
@@ -285,6 +289,7 @@ class Pipeline:
         logits = self._prefill(plan, embeddings, prepared)
         t_prefilled = time.perf_counter()
         stats.prefill_s = t_prefilled - t0
+        stats.llama_prefill_s = self.llm.llama_s
         stats.kv_cells_decode_start = self.llm.n_past
 
         sampler = Sampler(params.sampling)
@@ -311,6 +316,7 @@ class Pipeline:
                 logits = self.llm.decode_tokens([token], logits_for="last")
         if t_decode is not None:
             stats.decode_s = time.perf_counter() - t_decode
+        stats.llama_decode_s = self.llm.llama_s - stats.llama_prefill_s
         stats.new_tokens = len(out_tokens)
         stats.kv_cells_end = self.llm.n_past
         if pending:

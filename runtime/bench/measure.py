@@ -126,6 +126,11 @@ def _stage_values(runs: list[GenerationStats], calls: int, tiles: int | None) ->
     values["ttft_sum_s"] = [sum(getattr(r, name) for name in TTFT_STAGES) for r in runs]
     values["ttft_s"] = [r.first_token_s for r in runs]
     values["decode_s"] = [r.decode_s for r in runs]
+    values["llama_prefill_s"] = [r.llama_prefill_s for r in runs]
+    values["llama_decode_s"] = [r.llama_decode_s for r in runs]
+    # mmedge's own time: the run (TTFT + decode) minus the time inside onnxruntime/ExecuTorch and llama_decode.
+    values["orchestration_s"] = [r.first_token_s + r.decode_s - r.encode_s - r.project_s - r.llama_prefill_s
+                                 - r.llama_decode_s for r in runs]
     return values
 
 

@@ -342,3 +342,18 @@ def test_a_video_bundle_samples_the_frames_asked(bundles, tmp_path):
         settings(video=str(clip), frames=3, video_fps=1.0)
     with pytest.raises(BenchError, match="give --video too"):
         settings(frames=3)
+
+
+def test_engine_time_and_orchestration(report):
+    """The time inside llama_decode is part of prefill / decode, and mmedge's own time is the rest of
+    the run: positive and smaller than the run, run by run."""
+    for bundle in report["bundles"]:
+        st = bundle["stages"]
+        for i in range(len(st["ttft_s"]["values"])):
+            run = st["ttft_s"]["values"][i] + st["decode_s"]["values"][i]
+            assert 0 < st["llama_prefill_s"]["values"][i] <= st["prefill_s"]["values"][i]
+            assert 0 < st["llama_decode_s"]["values"][i] <= st["decode_s"]["values"][i]
+            engines = (st["encode_s"]["values"][i] + st["project_s"]["values"][i] + st["llama_prefill_s"]["values"][i]
+                       + st["llama_decode_s"]["values"][i])
+            assert st["orchestration_s"]["values"][i] == pytest.approx(run - engines, rel=1e-9, abs=1e-12)
+            assert 0 < st["orchestration_s"]["values"][i] < run
