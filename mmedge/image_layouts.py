@@ -21,7 +21,7 @@ def _side(d: dict, key: str, where: str, default: int | None = None) -> int:
     return value
 
 
-def _token_text(d: dict, key: str, where: str) -> str:
+def token_text(d: dict, key: str, where: str) -> str:
     value = get_field(d, key, str, where)
     if not value or len(value) > 256:
         raise ManifestError(f"{where}.{key}: expected a token's text (1..256 characters), found {value!r}")
@@ -60,7 +60,7 @@ class SingleViewWrapped(LayoutSpec):
 
     @classmethod
     def from_dict(cls, d: dict, where: str) -> "SingleViewWrapped":
-        return cls(image_token=_token_text(d, "image_token", where), before=_wrap_text(d, "before", where),
+        return cls(image_token=token_text(d, "image_token", where), before=_wrap_text(d, "before", where),
                    after=_wrap_text(d, "after", where))
 
 
@@ -93,9 +93,9 @@ class Idefics3Tiles(LayoutSpec):
             longest_edge=_side(d, "longest_edge", where),
             tile_size=_side(d, "tile_size", where),
             split=get_field(d, "split", bool, where),
-            image_token=_token_text(d, "image_token", where),
-            fake_image_token=_token_text(d, "fake_image_token", where),
-            global_image_token=_token_text(d, "global_image_token", where),
+            image_token=token_text(d, "image_token", where),
+            fake_image_token=token_text(d, "fake_image_token", where),
+            global_image_token=token_text(d, "global_image_token", where),
             max_side=_side(d, "max_side", where, 4096),
         )
         if spec.tile_size > spec.max_side:
@@ -208,7 +208,7 @@ class Qwen2VLPatches(LayoutSpec):
             merge_size=_bounded(d, "merge_size", where, 1, 16),
             min_pixels=_bounded(d, "min_pixels", where, 1, 1 << 28),
             max_pixels=_bounded(d, "max_pixels", where, 1, 1 << 28),
-            image_pad_token=_token_text(d, "image_pad_token", where),
+            image_pad_token=token_text(d, "image_pad_token", where),
             window_size=window,
         )
         if window is not None and not (1 <= window <= 8192 and window % spec.factor == 0):
@@ -262,9 +262,9 @@ class QFormerPrefix(LayoutSpec):
         spec = cls(
             vocab=_strings(d, "vocab", where, 1, 1 << 20),
             added_tokens=_strings(d, "added_tokens", where, 0, 1 << 16),
-            unk_token=_token_text(d, "unk_token", where),
-            cls_token=_token_text(d, "cls_token", where),
-            sep_token=_token_text(d, "sep_token", where),
+            unk_token=token_text(d, "unk_token", where),
+            cls_token=token_text(d, "cls_token", where),
+            sep_token=token_text(d, "sep_token", where),
             lowercase=get_field(d, "lowercase", bool, where),
             strip_accents=get_field(d, "strip_accents", bool, where),
             max_length=_bounded(d, "max_length", where, 3, 1 << 16),

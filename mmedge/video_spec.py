@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 from .errors import ManifestError
+from .image_layouts import token_text
 from .validation import get_field
 
 SAMPLING_RULES = ("uniform", "qwen2vl")
@@ -155,11 +156,9 @@ class Qwen2VLFrames(VideoLayoutSpec):
 
     @classmethod
     def from_dict(cls, d: dict, where: str) -> "Qwen2VLFrames":
-        token = get_field(d, "video_pad_token", str, where)
-        if not token or len(token) > 256:
-            raise ManifestError(f"{where}.video_pad_token: expected a token's text (1..256 characters), found {token!r}")
         spec = cls(min_pixels=_int(d, "min_pixels", where, 1, 1 << 28), max_pixels=_int(d, "max_pixels", where, 1, 1 << 28),
-                   video_pad_token=token, tokens_per_second=_positive_float(d, "tokens_per_second", where, optional=True))
+                   video_pad_token=token_text(d, "video_pad_token", where),
+                   tokens_per_second=_positive_float(d, "tokens_per_second", where, optional=True))
         if spec.min_pixels > spec.max_pixels:
             raise ManifestError(f"{where}.min_pixels: {spec.min_pixels} exceeds max_pixels {spec.max_pixels}")
         return spec

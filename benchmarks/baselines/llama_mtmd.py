@@ -166,7 +166,7 @@ class MtmdBaseline:
     def encode_chunks(self, image, prompt: str, max_chunks: int | None = None) -> list[float]:
         """Only the encoder: tokenize, then `mtmd_encode_chunk` on each image chunk (at most
         `max_chunks`); seconds per chunk. Nothing enters the KV cache (no text is decoded)."""
-        ll, mt = self.ll, self.mt
+        mt = self.mt
         w, h, rgb = _load_rgb(image)
         chunks = mt.mtmd_input_chunks_init()
         bitmap = mt.mtmd_bitmap_init(w, h, (ctypes.c_uint8 * len(rgb)).from_buffer_copy(rgb))

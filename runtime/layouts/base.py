@@ -96,16 +96,28 @@ class ImageLayout(PromptHooks, ABC):
         return tile_embeddings.reshape(-1, tile_embeddings.shape[-1])
 
 
-_LAYOUTS: dict[str, type[ImageLayout]] = {}
+class KindRegistry:
+    """Runtime implementations by manifest layout kind; `register` is the class decorator, and an
+    unknown kind is a ManifestError naming the manifest field."""
+
+    def __init__(self, field_name: str):
+        self.field_name = field_name
+        self._by_kind: dict[str, type] = {}
+
+    def register(self, cls: type) -> type:
+        self._by_kind[cls.kind] = cls
+        return cls
+
+    def __getitem__(self, kind: str) -> type:
+        cls = self._by_kind.get(kind)
+        if cls is None:
+            raise ManifestError(f"{self.field_name}: {kind!r} has no runtime implementation here; upgrade mmedge")
+        return cls
 
 
-def register_layout(cls: type[ImageLayout]) -> type[ImageLayout]:
-    _LAYOUTS[cls.kind] = cls
-    return cls
+_LAYOUTS = KindRegistry("image.layout.kind")
+register_layout = _LAYOUTS.register
 
 
 def image_layout(preprocess: ImagePreprocessSpec, slot: ImageSlotSpec) -> ImageLayout:
-    cls = _LAYOUTS.get(slot.layout.kind)
-    if cls is None:
-        raise ManifestError(f"image.layout.kind: {slot.layout.kind!r} has no runtime implementation here; upgrade mmedge")
-    return cls(slot.layout, preprocess, slot)
+    return _LAYOUTS[slot.layout.kind](slot.layout, preprocess, slot)

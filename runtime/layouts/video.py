@@ -15,12 +15,12 @@ from typing import ClassVar, Union
 
 import numpy as np
 
-from mmedge.errors import ManifestError, VideoError
+from mmedge.errors import VideoError
 from mmedge.video_spec import VideoSlotSpec
 
 from ..video import (MAX_SAMPLED_FRAMES, Video, VideoMetadata, qwen2vl_indices, read_video, uniform_indices,
                      video_from_folder, video_from_frames)
-from .base import ImageLayout, PreparedImage, PromptHooks
+from .base import ImageLayout, KindRegistry, PreparedImage, PromptHooks
 
 # A video file, a folder of frame images, decoded frames (uint8 [N, H, W, 3] or a list), or a `Video`.
 VideoSource = Union[str, os.PathLike, Video, np.ndarray, list]
@@ -97,16 +97,9 @@ class VideoLayout(PromptHooks, ABC):
         """The projector outputs -> [n_rows, D] in prompt order."""
 
 
-_VIDEO_LAYOUTS: dict[str, type[VideoLayout]] = {}
-
-
-def register_video_layout(cls: type[VideoLayout]) -> type[VideoLayout]:
-    _VIDEO_LAYOUTS[cls.kind] = cls
-    return cls
+_VIDEO_LAYOUTS = KindRegistry("video.layout.kind")
+register_video_layout = _VIDEO_LAYOUTS.register
 
 
 def video_layout(spec: VideoSlotSpec, image_layout: ImageLayout) -> VideoLayout:
-    cls = _VIDEO_LAYOUTS.get(spec.layout.kind)
-    if cls is None:
-        raise ManifestError(f"video.layout.kind: {spec.layout.kind!r} has no runtime implementation here; upgrade mmedge")
-    return cls(spec, image_layout)
+    return _VIDEO_LAYOUTS[spec.layout.kind](spec, image_layout)
