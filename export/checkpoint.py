@@ -9,7 +9,7 @@ from pathlib import Path
 
 from mmedge.errors import CheckpointError
 
-_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
+from .pickle_weights import PICKLE_SUFFIXES as _PICKLE_SUFFIXES
 
 
 def read_config(path: str | Path) -> dict:
@@ -44,15 +44,20 @@ def architecture_of(path: str | Path) -> str:
     return archs[0]
 
 
-def check_weights(path: str | Path) -> None:
+def check_weights(path: str | Path, allow_pickle: bool = False) -> str:
+    """Which weights the checkpoint folder holds: "safetensors", or "pickle" (only with
+    `allow_pickle`: export/pickle_weights.py converts them through torch's weights-only loader)."""
     path = Path(path)
     if any(path.glob("*.safetensors")):
-        return
+        return "safetensors"
     pickles = [p.name for p in path.iterdir() if p.suffix in _PICKLE_SUFFIXES]
+    if pickles and allow_pickle:
+        return "pickle"
     if pickles:
         raise CheckpointError(
             f"{path}: only pickle weights ({', '.join(sorted(pickles))}); mmedge loads safetensors only because pickle "
-            "files can run code. Convert with `model.save_pretrained(dir, safe_serialization=True)`"
+            "files can run code. Convert with `model.save_pretrained(dir, safe_serialization=True)`, or pass "
+            "--allow-pickle to convert them here through torch's weights-only loader"
         )
     raise CheckpointError(f"{path}: no *.safetensors weights found")
 

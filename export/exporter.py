@@ -1,6 +1,7 @@
 """`mmedge export`: checkpoint folder -> verified bundle, written atomically."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import tempfile
 from dataclasses import dataclass, field
@@ -8,13 +9,14 @@ from pathlib import Path
 
 import mmedge
 from mmedge.bundle import BundleWriter, artifact_size, sha256_artifact
-from mmedge.errors import BelowFloorError, ExportError, RecipeError
+from mmedge.errors import BelowFloorError, ExportError, OutputPathError, RecipeError
 from mmedge.manifest import ROLES_BY_MODALITY, Manifest, PartSpec, TensorSpec
 from mmedge.progress import SILENT, Progress
 from mmedge.quantize.onnx_quant import NEEDS_CALIBRATION
 from mmedge.quantize.recipes import llm_recipe, tensor_recipe
 
 from .checkpoint import architecture_of, check_weights
+from .pickle_weights import convert_pickle_checkpoint
 from .families import family_for_architecture
 from .targets import tensor_target
 
@@ -37,12 +39,14 @@ class ExportConfig:
     overwrite: bool = False
     verify: bool = True
     allow_below_floor: bool = False
+    # Pickle weights (.bin/.pt) are converted through torch's weights-only loader (export/pickle_weights.py).
+    allow_pickle: bool = False
     threads: int = 0
     extra_source: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not 0 <= self.threads <= 1024:
-            raise RecipeError(f"--threads must be in 0 .. 1024 (0 = all cores), got {self.threads}")
+            raise RecipeError(f"--threads must be in 0 .. 1024 (0 = every core this process may use), got {self.threads}")
         # Refuse unknown precisions before any heavy work.
         tensor_recipe(self.encoder, "encoder")
         tensor_recipe(self.projector, "projector")
@@ -99,22 +103,51 @@ def _part(role: str, path: Path, kind: str, precision: str, details: dict, specs
                     size_bytes=artifact_size(path), inputs=inputs, outputs=outputs, details=details)
 
 
+# Write failures that mean "no room": the disk or quota is full, or a file-size limit was hit.
+_NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
 def export_bundle(cfg: ExportConfig, progress: Progress = SILENT) -> Manifest:
+    """Export, or raise a named error with the destination as it was (BundleWriter stages and aborts)."""
+    try:
+        return _export_bundle(cfg, progress)
+    except OSError as e:
+        # Named errors cover the expected I/O failures (unreadable checkpoint, unwritable output);
+        # what is left is the disk failing under the writers (numpy's short writes carry no errno).
+        where = f"nothing was published at {cfg.output} and the staging files are removed"
+        if e.errno in _NO_ROOM:
+            raise OutputPathError(
+                f"ran out of room while writing the bundle ({e.strerror}{': ' + str(e.filename) if e.filename else ''}); "
+                f"{where}: free space (a bundle needs about the checkpoint's size again, plus temporary files) or "
+                "choose another output folder") from None
+        raise OutputPathError(f"an I/O error stopped the export ({e}); {where}: check the free space and the output "
+                              "folder, then export again") from None
+
+
+def _export_bundle(cfg: ExportConfig, progress: Progress) -> Manifest:
     # Everything that can refuse the job runs before torch is imported (seconds).
     arch = architecture_of(cfg.checkpoint)
     family = family_for_architecture(arch)
     check_family_targets(cfg, family)
-    check_weights(cfg.checkpoint)
+    weights = check_weights(cfg.checkpoint, cfg.allow_pickle)
     needs_calibration = cfg.encoder in NEEDS_CALIBRATION or cfg.projector in NEEDS_CALIBRATION
     progress.total = 5 + 2 * len(cfg.extra_targets) + int(cfg.verify) + int(needs_calibration)
-    with BundleWriter(cfg.output, overwrite=cfg.overwrite) as writer:
+    # `converted`: the safetensors copy of a pickle checkpoint, alive for the whole export (families
+    # and the GGUF writer read the checkpoint folder's tokenizer and processor files).
+    with BundleWriter(cfg.output, overwrite=cfg.overwrite) as writer, \
+            tempfile.TemporaryDirectory(prefix="mmedge-safetensors-") as converted:
         import torch
 
         from .gguf.quantize import quantize_gguf
         from .gguf.writer import write_gguf
 
         with progress.step(f"loading {arch} checkpoint ({family.info.name} family)"):
-            ckpt = family.load(str(cfg.checkpoint))
+            source_extra = {}
+            load_path = Path(cfg.checkpoint)
+            if weights == "pickle":
+                source_extra = convert_pickle_checkpoint(load_path, Path(converted))
+                load_path = Path(converted)
+            ckpt = family.load(str(load_path))
             # The modality's manifest sections (images: preprocess + image slot; audio: the audio slot).
             sections = family.media_sections(ckpt)
             preprocess = sections["image_preprocess"]
@@ -195,6 +228,7 @@ def export_bundle(cfg: ExportConfig, progress: Progress = SILENT) -> Manifest:
                 "checkpoint": Path(cfg.checkpoint).name,
                 "config_sha256": hashlib.sha256((Path(cfg.checkpoint) / "config.json").read_bytes()).hexdigest(),
                 "split_vs_model_max_abs_diff": split_diff,
+                **source_extra,
                 **cfg.extra_source,
             },
             created_by=f"mmedge {mmedge.__version__}",

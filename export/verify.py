@@ -78,7 +78,7 @@ class VerifyOptions:
         if not 1 <= self.greedy_tokens <= 1024:
             raise VerificationError(f"--tokens must be in 1 .. 1024 greedy tokens per case, got {self.greedy_tokens}")
         if not 0 <= self.threads <= 1024:
-            raise VerificationError(f"--threads must be in 0 .. 1024 (0 = all cores), got {self.threads}")
+            raise VerificationError(f"--threads must be in 0 .. 1024 (0 = every core this process may use), got {self.threads}")
 
 
 def verify_bundle(bundle_dir: str | Path, family: Family, ckpt: LoadedCheckpoint, options: VerifyOptions | None = None,

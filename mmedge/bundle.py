@@ -116,15 +116,56 @@ def read_manifest(root: Path) -> Manifest:
         raise ManifestError(f"{path}: JSON nested too deeply to be a manifest; the bundle is corrupted, re-export it") from None
 
 
+def _check_single_link(path: Path, label: str) -> None:
+    """A hard link makes a bundle file the same inode as a name elsewhere, which can change it after
+    the hash check (or expose a file the bundle should not reach): bundles hold files of their own."""
+    links = os.lstat(path).st_nlink
+    if links > 1:
+        raise UnsafePathError(f"{label}: {path.name} has {links} hard links; bundles hold files of their own "
+                              "(copy the bundle with `cp -r` or `rsync` without hard links)")
+
+
+def _check_nothing_unlisted(root: Path, listed: set[Path], folders: set[Path]) -> None:
+    """No links anywhere in the bundle, and no model file the manifest does not list (a parser could
+    be pointed at it, e.g. ONNX external data, without it ever being hashed)."""
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        here = Path(folder)
+        if here in folders:
+            dirs[:] = []  # a folder artifact: tree_files checks it
+            continue
+        for name in dirs + files:
+            path = here / name
+            rel = path.relative_to(root).as_posix()
+            if path.is_symlink():
+                raise UnsafePathError(f"{rel} is a symlink inside the bundle; bundles hold regular files only")
+            if name in files and path not in listed and path.name != MANIFEST_NAME and _looks_like_a_model(name):
+                raise IntegrityError(f"{rel} is in the bundle but not in its manifest; every model file of a bundle is "
+                                     "listed and hashed: remove it, or re-export the bundle")
+
+
+# File names a model parser may read: weights, graphs, external data, pickles.
+MODEL_SUFFIXES = (".gguf", ".onnx", ".ort", ".pte", ".ptd", ".mlmodel", ".mlpackage", ".safetensors", ".bin", ".pt",
+                  ".pth", ".pkl", ".pickle", ".ckpt", ".data", ".onnx_data", ".npy", ".npz", ".tflite", ".weights")
+
+
+def _looks_like_a_model(name: str) -> bool:
+    lower = name.lower()
+    return any(lower.endswith(suffix) for suffix in MODEL_SUFFIXES) or ".onnx." in lower
+
+
 def open_bundle(root: str | Path, check_hashes: bool = True) -> Bundle:
-    """Validate manifest, paths and hashes. Nothing else in mmedge opens model files before this."""
+    """Validate manifest, paths, links and hashes. Nothing else in mmedge opens model files before this."""
     root = Path(root)
     manifest = read_manifest(root)
+    listed, folders = {root / MANIFEST_NAME}, set()
     for label, part in manifest.all_parts():
         path = contained_path(root, part.file, f"{label}.file")
         is_folder = part.kind in FOLDER_KINDS
         if not (path.is_dir() if is_folder else path.is_file()):
             raise IntegrityError(f"{label}: {'folder' if is_folder else 'file'} {part.file!r} is missing from the bundle; re-export it")
+        for file in (tree_files(path, label) if is_folder else [path]):
+            _check_single_link(file, label)
+        (folders if is_folder else listed).add(path)
         size = artifact_size(path, label)
         if size != part.size_bytes:
             raise IntegrityError(
@@ -138,6 +179,7 @@ def open_bundle(root: str | Path, check_hashes: bool = True) -> Bundle:
                     f"{label}: sha256 of {part.file} is {digest[:16]}..., the manifest says {part.sha256[:16]}...; "
                     "the file was modified or corrupted, re-export the bundle"
                 )
+    _check_nothing_unlisted(root, listed, folders)
     return Bundle(root=root, manifest=manifest)
 
 

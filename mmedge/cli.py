@@ -55,6 +55,7 @@ def cmd_export(args) -> int:
         llm=args.llm, encoder_target=args.encoder_target or targets[0],
         projector_target=args.projector_target or targets[0], extra_targets=tuple(targets[1:]), overwrite=args.force,
         calibration_images=Path(args.calibration_images) if args.calibration_images else None, verify=not args.no_verify, allow_below_floor=args.allow_below_floor,
+        allow_pickle=args.allow_pickle,
         threads=args.threads,
     )
     manifest = export_bundle(cfg, Progress(enabled=not args.quiet))
@@ -278,7 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing bundle at the output path")
     p.add_argument("--no-verify", action="store_true", help="skip verification (the manifest records it)")
     p.add_argument("--allow-below-floor", action="store_true", help="keep a bundle whose parts fall below their floors")
-    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="accept pickle weights (.bin/.pt): converted to safetensors through torch's weights-only loader, "
+                        "which refuses anything but tensors")
+    p.add_argument("--threads", type=int, default=0, help="threads for onnxruntime and llama.cpp (0 = every core this process may use)")
     p.add_argument("--quiet", action="store_true")
 
     p = sub.add_parser("verify", help="measure a bundle against its PyTorch checkpoint")
@@ -288,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokens", type=int, default=32, help="greedy tokens per end-to-end case")
     p.add_argument("--device", default="cpu", help="cpu, gpu, npu or auto")
     p.add_argument("--strict", action="store_true", help="fail instead of falling back to the CPU")
-    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="threads for onnxruntime and llama.cpp (0 = every core this process may use)")
 
     p = sub.add_parser("run", help="answer a prompt about images, streaming the text")
     p.add_argument("bundle")
@@ -310,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ctx", type=int, default=4096, help="context length in positions (llama.cpp rounds it up to a multiple of 256 and caps it at the model's)")
     p.add_argument("--batch", type=int, default=512, help="llama.cpp batch size; a bidirectional image run or "
                    "prefix (Gemma 3, PaliGemma) must fit in one batch")
-    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="threads for onnxruntime and llama.cpp (0 = every core this process may use)")
     p.add_argument("--exact", action="store_true", help="F32 KV cache and no flash attention (verification mode)")
     p.add_argument("--stats", action="store_true", help="print per-stage timings and where each part ran to stderr")
     p.add_argument("--device", default="cpu", help="cpu, gpu, npu or auto (best present per part)")

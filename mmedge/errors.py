@@ -33,6 +33,14 @@ class UnsafePathError(BundleError):
     """A path in the manifest leaves the bundle folder (absolute, `..`, or a symlink out)."""
 
 
+class GgufFormatError(BundleError):
+    """A GGUF file's header is malformed (runtime/gguf_check.py refuses it before llama.cpp reads it)."""
+
+
+class OnnxFormatError(BundleError):
+    """An ONNX file references external data or is broken (runtime/onnx_check.py, before onnxruntime)."""
+
+
 # --- export --------------------------------------------------------------------------------
 class ExportError(MmedgeError):
     """Export could not produce a bundle."""

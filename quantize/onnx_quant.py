@@ -87,10 +87,20 @@ ONNX_RECIPES: dict[str, Callable[..., dict]] = {
 }
 # Recipes that need calibration inputs (the exporter computes them only when one is used).
 NEEDS_CALIBRATION = ("int8-static",)
+# Recipes whose graph gets onnxruntime's contrib-op fusions first (onnx_fusion.py); not the QDQ
+# recipe, which is for NPU execution providers that do not know contrib ops.
+CPU_FUSED = ("fp32", "int8", "int4")
 
 
 def apply_onnx_recipe(recipe: str, src: Path, dst: Path, calibration=None) -> dict:
     """Write `dst` from the fp32 graph `src` at precision `recipe`; returns details for the manifest."""
     if recipe not in ONNX_RECIPES:
         raise RecipeError(f"the ONNX target cannot do precision {recipe!r}; it can do {list(ONNX_RECIPES)}")
-    return ONNX_RECIPES[recipe](src, dst, calibration)
+    if recipe not in CPU_FUSED:
+        return ONNX_RECIPES[recipe](src, dst, calibration)
+    from .onnx_fusion import fuse_for_cpu
+
+    with tempfile.TemporaryDirectory(dir=src.parent) as tmp:
+        fused = Path(tmp) / "fused.onnx"
+        fusions = fuse_for_cpu(src, fused)
+        return {**ONNX_RECIPES[recipe](fused, dst, calibration), **fusions}

@@ -6,7 +6,6 @@ encoder: patches and rotary ids) takes a dict name -> array (ONNX only).
 """
 from __future__ import annotations
 
-import os
 import sys
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -18,6 +17,8 @@ from mmedge.errors import BackendError
 from mmedge.manifest import PartSpec
 
 from .devices import Placement, place_onnx, place_pte
+from .onnx_check import check_onnx_self_contained
+from .threads import resolve_threads
 
 
 Inputs = np.ndarray | dict[str, np.ndarray]
@@ -112,12 +113,13 @@ class OnnxBackend(TensorBackend):
         except ImportError as e:
             raise BackendError(f"onnxruntime is not installed ({e}); pip install 'mmedge[runtime]'") from None
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or (os.cpu_count() or 1)
+        opts.intra_op_num_threads = resolve_threads(threads)
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
         self.placement = place_onnx(part.role, device, strict, ort.get_available_providers())
         providers = [self.placement.provider] + (["CPUExecutionProvider"] if self.placement.device != "cpu" else [])
+        check_onnx_self_contained(path)  # no external data: nothing outside the hashed file gets read
         try:
             self.session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
         except Exception as e:  # onnxruntime raises its own untyped errors

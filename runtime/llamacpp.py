@@ -17,7 +17,9 @@ import numpy as np
 
 from mmedge.errors import BackendError, PromptError
 
+from .gguf_check import read_gguf_header
 from .mrope_mask import causal_runs
+from .threads import resolve_threads
 
 try:
     import llama_cpp as _ll
@@ -81,7 +83,7 @@ def system_info() -> str:
 class LlamaOptions:
     n_ctx: int = 4096
     n_batch: int = 512
-    n_threads: int = 0  # 0: all cores
+    n_threads: int = 0  # 0: the cores this process may use (runtime/threads.py)
     # exact: flash attention off and an F32 KV cache, so the logits match PyTorch to ~1e-6.
     exact: bool = False
     n_gpu_layers: int = 0
@@ -95,6 +97,8 @@ class LlamaModel:
         self.options = options
         mparams = _ll.llama_model_default_params()
         mparams.n_gpu_layers = options.n_gpu_layers
+        # Our own structural check first: malformed GGUF headers have crashed llama.cpp's loader.
+        self.header = read_gguf_header(path)
         self.model = _ll.llama_model_load_from_file(str(path).encode(), mparams)
         if not self.model:
             raise BackendError(f"{path}: llama.cpp could not load this GGUF file; it is damaged or of an unsupported architecture")
@@ -109,7 +113,7 @@ class LlamaModel:
         cparams.n_batch = options.n_batch
         cparams.n_ubatch = options.n_batch
         cparams.n_seq_max = 1
-        threads = options.n_threads or (os.cpu_count() or 1)
+        threads = resolve_threads(options.n_threads)
         cparams.n_threads = threads
         cparams.n_threads_batch = threads
         # Off in both modes: exactness needs it off, and on CPU it decodes slower.

@@ -18,6 +18,7 @@ from mmedge.errors import BackendError, PromptError, SamplingError
 
 from .backends import open_tensor_part, select_part
 from .devices import check_device, place_llm
+from .embedding_cache import MAX_CACHE_MIB, EmbeddingCache
 from .images import load_image
 from .audio_clips import AudioSource
 from .layouts import FEATURES_INPUT, FrameRequest, PreparedImage, video_layout
@@ -40,15 +41,20 @@ class RuntimeOptions:
     device: str = "cpu"  # cpu | gpu | npu | auto (runtime/devices.py)
     target: str = "auto"  # which compiled variant of the tensor parts to run, when a bundle holds several
     strict: bool = False  # an absent device is an error instead of a CPU fallback
+    # MiB of projector outputs kept by the content of their encoder inputs (runtime/embedding_cache.py);
+    # 0: off. A repeated image then skips the encoder and projector.
+    embedding_cache_mib: int = 0
 
     def __post_init__(self) -> None:
         check_device(self.device)
+        if not 0 <= self.embedding_cache_mib <= MAX_CACHE_MIB:
+            raise SamplingError(f"embedding_cache_mib must be in 0 .. {MAX_CACHE_MIB} (0 = off), got {self.embedding_cache_mib}")
         if self.n_ctx < 16 or self.n_ctx > 1 << 20:
             raise SamplingError(f"n_ctx must be in 16 .. 2^20, got {self.n_ctx}")
         if self.n_batch < 1 or self.n_batch > 1 << 16:
             raise SamplingError(f"n_batch must be in 1 .. 65536, got {self.n_batch}")
         if self.threads < 0 or self.threads > 1024:
-            raise SamplingError(f"threads must be in 0 .. 1024 (0 = all cores), got {self.threads}")
+            raise SamplingError(f"threads must be in 0 .. 1024 (0 = every core this process may use), got {self.threads}")
 
 
 @dataclass
@@ -75,6 +81,8 @@ class GenerationStats:
     assemble_s: float = 0.0  # the rest of turning projector outputs into rows: the layouts' assemble, checks
     prefill_s: float = 0.0
     first_sample_s: float = 0.0  # sampling the first token from the prefill's logits
+    # Encoder calls answered by the embedding cache (their lookups are timed in encode_s).
+    embedding_cache_hits: int = 0
     # Time to first token, measured end to end: it spans the stages above from preprocess to the
     # first sample, each of which is timed on its own (`mmedge bench` checks that they add up).
     first_token_s: float = 0.0
@@ -150,6 +158,7 @@ class Pipeline:
         # A prefix-LM prompt enters as embedding rows, text tokens included: read from the GGUF itself.
         self.token_rows = (GgufTensorRows(self.bundle.path_of("llm"), "token_embd.weight")
                            if m.media.attention == "prefix" else None)
+        self.embedding_cache = EmbeddingCache(o.embedding_cache_mib << 20) if o.embedding_cache_mib else None
         self.load_s = time.perf_counter() - t0
 
     @property
@@ -181,12 +190,25 @@ class Pipeline:
         outputs = []
         for inputs in prepared.encoder_calls():
             t0 = time.perf_counter()
+            key = cached = None
+            if self.embedding_cache is not None:
+                key = EmbeddingCache.key({**{f"encoder.{k}": v for k, v in inputs.items()},
+                                          **{f"projector.{k}": v for k, v in prepared.projector_inputs.items()}})
+                cached = self.embedding_cache.get(key)
+            if cached is not None:
+                outputs.append(cached)
+                if stats is not None:
+                    stats.encode_s += time.perf_counter() - t0
+                    stats.embedding_cache_hits += 1
+                continue
             features = self.encoder.run(inputs)
             t1 = time.perf_counter()
             # A projector that reads more than the features (InstructBLIP's Q-Former: the prompt) gets them by name.
             outputs.append(self.projector.run({FEATURES_INPUT: features, **prepared.projector_inputs}
                                               if prepared.projector_inputs else features))
             t2 = time.perf_counter()
+            if key is not None:
+                self.embedding_cache.put(key, outputs[-1])
             if stats is not None:
                 stats.encode_s += t1 - t0
                 stats.project_s += t2 - t1

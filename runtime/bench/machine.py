@@ -9,6 +9,7 @@ from importlib import metadata
 import mmedge
 
 from ..llamacpp import system_info
+from ..threads import usable_cores
 
 # Distribution names whose versions decide the numbers; None in the report when not installed.
 PACKAGES = {"numpy": "numpy", "onnxruntime": "onnxruntime", "llama_cpp_python": "llama_cpp_python",
@@ -39,14 +40,6 @@ def memory_total_mib() -> float | None:
     except (OSError, ValueError, IndexError):
         pass
     return None
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (a container or taskset can give fewer than the machine has)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def versions() -> dict[str, str | None]:

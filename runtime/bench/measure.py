@@ -20,6 +20,8 @@ from .settings import BenchSettings
 from .stats import summarize
 
 BUILT_IN = "built-in"  # the `source` of the default image
+# The cache size with --embedding-cache: room for every input of a bench run.
+BENCH_CACHE_MIB = 4096
 
 # The stages that make up the time to first token, in pipeline order (GenerationStats fields).
 TTFT_STAGES = ("preprocess_s", "plan_s", "encode_s", "project_s", "assemble_s", "prefill_s", "first_sample_s")
@@ -30,7 +32,7 @@ Step = Callable[[str], None]
 def measure_bundle(path: str | Path, s: BenchSettings, step: Step = lambda label: None) -> dict:
     """Everything `mmedge bench` reports about one bundle (the `bundles[]` entry of the schema,
     without what the parent adds). `step` is called after each load and run (progress)."""
-    options = RuntimeOptions(threads=s.threads)
+    options = RuntimeOptions(threads=s.threads, embedding_cache_mib=BENCH_CACHE_MIB if s.embedding_cache else 0)
     t0 = time.perf_counter()
     pipe = Pipeline(path, options)  # the first in this process: cold (imports done, hashes checked)
     cold_s = time.perf_counter() - t0
@@ -64,7 +66,8 @@ def measure_bundle(path: str | Path, s: BenchSettings, step: Step = lambda label
     return {
         **info,
         "threads": {"asked": s.threads, "effective": llm_threads},
-        "inputs": {"media": media, "encoder_calls": calls, "tiles": tiles, "prompt_positions": first.prompt_positions},
+        "inputs": {"media": media, "encoder_calls": calls, "tiles": tiles, "prompt_positions": first.prompt_positions,
+                   "embedding_cache_hits": [r.embedding_cache_hits for r in runs]},
         "load": {"cold_s": summarize([cold_s]), "warm_s": summarize(warm)},
         # encode_per_tile_s is None when the inputs are not tiles (see _medium).
         "stages": {name: values and summarize(values) for name, values in _stage_values(runs, calls, tiles).items()},

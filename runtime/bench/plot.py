@@ -4,6 +4,7 @@ prefill and decode tokens/s per bundle, labelled by precision. matplotlib is opt
 so no display and no global backend state are touched."""
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 from mmedge.errors import BenchError, MissingDependencyError
@@ -24,7 +25,9 @@ def require_matplotlib() -> None:
 def _label(bundle: dict) -> str:
     precision = {p["role"]: p["precision"] for p in bundle["parts"]}
     encoder = next((v for k, v in precision.items() if k not in ("llm", "projector")), "?")
-    return f"{bundle['label']}\nLLM {precision.get('llm', '?')}, encoder {encoder}"
+    # Wrapped: long bundle names ran into the neighbouring tick labels.
+    name = "\n".join(textwrap.wrap(bundle["label"], 24, break_on_hyphens=True))
+    return f"{name}\nLLM {precision.get('llm', '?')}, encoder {encoder}"
 
 
 def write_plot(report: dict, path: str | Path) -> None:
@@ -49,17 +52,21 @@ def write_plot(report: dict, path: str | Path) -> None:
     stages.set_xticks(x, labels, fontsize=8)
     stages.set_ylabel("milliseconds (median)")
     stages.set_title("(a) time to first token by stage")
-    stages.legend(fontsize=8)
+    # Beside the axes: inside, the legend covered the tallest bar.
+    stages.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
 
     width = 0.38
+    top = 0.0
     for offset, key, name in ((-width / 2, "prefill_tokens_per_s", "prefill"), (width / 2, "decode_tokens_per_s", "decode")):
         values = [b["rates"][key]["median"] for b in bundles]
+        top = max(top, *values)
         bars = rates.bar([i + offset for i in x], values, width=width, label=name)
         rates.bar_label(bars, fmt="%.0f", fontsize=7)
     rates.set_xticks(x, labels, fontsize=8)
     rates.set_ylabel("tokens / s (median)")
     rates.set_title("(b) prefill and decode rates")
-    rates.legend(fontsize=8)
+    rates.set_ylim(0, top * 1.25 or 1.0)  # headroom: the legend and the bar labels above the bars
+    rates.legend(fontsize=8, loc="upper center", ncol=2)
 
     m, s = report["machine"], report["settings"]
     fig.suptitle(f"mmedge bench: {m['cpu']}, {m['usable_cores']} cores; {s['reps']} runs per bundle, "

@@ -104,6 +104,7 @@ FACTS = (
     ("encoder calls / tiles", lambda b: f"{b['inputs']['encoder_calls']} / {b['inputs']['tiles'] or '-'}"),
     ("KV cells, decode start > end", lambda b: f"{b['decode']['kv_cells_start']} > {b['decode']['kv_cells_end']}"),
     ("threads asked > used", lambda b: f"{b['threads']['asked']} > {b['threads']['effective']}"),
+    ("embedding cache hits per run", lambda b: "/".join(map(str, b["inputs"]["embedding_cache_hits"]))),
     ("ran on", lambda b: " + ".join(dict.fromkeys(p["provider"].replace("ExecutionProvider", " EP") for p in b["parts"]))),
 )
 
@@ -131,6 +132,9 @@ def format_table(report: dict) -> str:
     lines += ["", f"medians of {s['reps']} timed runs after {s['warmup']} warm-up, {s['max_tokens']} new tokens each "
                   f"(decode: {s['max_tokens'] - 1} steps); load, cold: the first load in the bundle's own process; "
                   "p90, mean, sd, min, max in --json."]
+    if s.get("embedding_cache"):
+        lines.append("--embedding-cache: the warm-up filled the image-embedding cache; runs that hit it skipped the "
+                     "encoder and projector (their encode time is the cache lookup).")
     if len(bundles) > 1:
         lines.append("(N.NNx) = median / bundle 1's median, measured in this same run (the machine may be shared and "
                      "noisy: only side-by-side ratios mean much); for tok/s higher is faster.")

@@ -27,3 +27,17 @@ def point_part_at(bundle: Path, role: str, new_file: str) -> None:
     data = read_manifest_dict(bundle)
     data["parts"][role]["file"] = new_file
     write_manifest_dict(bundle, data)
+
+
+def replace_part_rehashed(bundle: Path, role: str, data: bytes) -> Path:
+    """Replace a part's bytes and rewrite its manifest sha256 and size to match: what an attacker who
+    controls the whole bundle hands a user (the hash check passes; the parsers must hold)."""
+    from mmedge.bundle import sha256_file
+
+    manifest = read_manifest_dict(bundle)
+    part = manifest["parts"][role]
+    path = bundle / part["file"]
+    path.write_bytes(data)
+    part["sha256"], part["size_bytes"] = sha256_file(path), path.stat().st_size
+    write_manifest_dict(bundle, manifest)
+    return path

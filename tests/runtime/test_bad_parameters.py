@@ -33,7 +33,7 @@ def test_invalid_generation_params(kwargs, fragment):
         (dict(n_ctx=-1), "got -1"),
         (dict(n_batch=0), "n_batch must be in 1 .. 65536, got 0"),
         (dict(n_batch=-3), "n_batch must be in 1 .. 65536, got -3"),
-        (dict(threads=-1), "threads must be in 0 .. 1024 (0 = all cores), got -1"),
+        (dict(threads=-1), "threads must be in 0 .. 1024 (0 = every core this process may use), got -1"),
     ],
 )
 def test_invalid_runtime_options(kwargs, fragment):

@@ -357,3 +357,25 @@ def test_engine_time_and_orchestration(report):
                        + st["llama_decode_s"]["values"][i])
             assert st["orchestration_s"]["values"][i] == pytest.approx(run - engines, rel=1e-9, abs=1e-12)
             assert 0 < st["orchestration_s"]["values"][i] < run
+
+
+def test_embedding_cache_runs_measure_a_repeated_image(tiled, report):
+    """--embedding-cache: the warm-up fills the cache, every timed run's encoder call is a hit, the
+    projector never runs, and the settings and table say so; without it no run hits."""
+    from mmedge.runtime.bench.report import format_table
+    from mmedge.runtime.bench.runner import run_bench
+
+    cached = run_bench([str(tiled)], settings(embedding_cache=True), progress=False)
+    validate(cached)
+    bundle = cached["bundles"][0]
+    assert cached["settings"]["embedding_cache"] is True
+    assert bundle["inputs"]["embedding_cache_hits"] == [bundle["inputs"]["encoder_calls"]] * REPS
+    assert bundle["stages"]["project_s"]["values"] == [0.0] * REPS
+    uncached = report["bundles"][2]
+    assert uncached["inputs"]["embedding_cache_hits"] == [0] * REPS and report["settings"]["embedding_cache"] is False
+    # The same prompt positions and tokens count either way: only the encoder's work is skipped.
+    assert bundle["inputs"]["prompt_positions"] == uncached["inputs"]["prompt_positions"]
+    assert bundle["stages"]["encode_s"]["median"] < uncached["stages"]["encode_s"]["median"]
+    table = format_table(cached)
+    hits = "/".join([str(bundle["inputs"]["encoder_calls"])] * REPS)
+    assert "embedding cache hits per run" in table and hits in table and "--embedding-cache: the warm-up filled" in table
