@@ -116,6 +116,11 @@ class VerificationError(MmedgeError):
     """Verification could not be run (missing reference, mismatched checkpoint)."""
 
 
+# --- serve ---------------------------------------------------------------------------------
+class ServeError(MmedgeError):
+    """`mmedge serve` cannot start as asked (a limit out of range, an image root that is not a folder)."""
+
+
 # --- bench ---------------------------------------------------------------------------------
 class BenchError(MmedgeError):
     """`mmedge bench` was asked for something it cannot measure (a setting out of range, an output

@@ -1,6 +1,7 @@
 """Loading images from files with clear errors for everything a user can hand us."""
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -21,26 +22,36 @@ def load_image(path: str | os.PathLike) -> Image.Image:
         raise ImageError(f"{path}: is a folder; give the path of one image file (repeat --image for several)")
     if not path.is_file():
         raise ImageError(f"{path}: no such file; give the path of a PNG, JPEG, WebP, BMP or GIF image")
+    return _decode(lambda: Image.open(path), str(path))
+
+
+def load_image_bytes(data: bytes, what: str = "image") -> Image.Image:
+    """The same for an encoded image in memory (a data URI's payload)."""
+    return _decode(lambda: Image.open(io.BytesIO(data)), what)
+
+
+def _decode(open_image, what: str) -> Image.Image:
+    """Header first (size limits before any pixel is decoded), then the pixels."""
     try:
-        with Image.open(path) as probe:
+        with open_image() as probe:
             width, height = probe.size
             fmt = probe.format
     except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image file PIL can read; give a PNG, JPEG, WebP, BMP or GIF image") from None
+        raise ImageError(f"{what}: not an image file PIL can read; give a PNG, JPEG, WebP, BMP or GIF image") from None
     except Image.DecompressionBombError as e:
         # PIL refuses such headers itself (above twice its own limit), before our size check can run.
         raise ImageError(
-            f"{path}: the image header claims too many pixels ({e}); the limit is {MAX_IMAGE_PIXELS} pixels, downscale it first"
+            f"{what}: the image header claims too many pixels ({e}); the limit is {MAX_IMAGE_PIXELS} pixels, downscale it first"
         ) from None
     except (OSError, ValueError) as e:
-        raise ImageError(f"{path}: unreadable image header ({e}); the file is damaged or not an image") from None
-    check_image_size(width, height, str(path))
+        raise ImageError(f"{what}: unreadable image header ({e}); the file is damaged or not an image") from None
+    check_image_size(width, height, what)
     try:
-        with Image.open(path) as img:
+        with open_image() as img:
             img.load()
-            return to_rgb(img, str(path))
+            return to_rgb(img, what)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise ImageError(f"{path}: the {fmt} image data is damaged or truncated ({e}); re-save or re-download it") from None
+        raise ImageError(f"{what}: the {fmt} image data is damaged or truncated ({e}); re-save or re-download it") from None
 
 
 def check_image_size(width: int, height: int, what: str = "image") -> None:

@@ -8,6 +8,7 @@ from mmedge.export.verify_inputs import synthetic_photo
 from mmedge.quantize.recipes import LLM_RECIPES, TENSOR_RECIPES
 
 from ..conftest import KQUANT_PRESET
+from ..hostile_helpers import FEW_CASE_IDS as HOSTILE_IDS, FEW_CASES as HOSTILE_CASES, assert_ran_or_refused, run_damaged_part
 
 
 @pytest.fixture(scope="module")
@@ -146,3 +147,13 @@ def test_altered_pte_is_caught_by_sha256(et_fp32, tmp_path):
     pte.write_bytes(bytes(data))
     with pytest.raises(IntegrityError, match="sha256 of projector.fp32.pte"):
         Pipeline(copy_dir)
+
+
+@pytest.mark.parametrize("case", HOSTILE_CASES, ids=HOSTILE_IDS)
+def test_damaged_pte_runs_or_is_refused_never_crashes(et_fp32, tmp_path, case):
+    """A .pte changed after export with its hash rewritten reaches ExecuTorch's loader (with
+    internal-consistency verification): it runs or is a named error, in its own process, never a crash."""
+    proc = run_damaged_part(et_fp32[0], "projector", case, tmp_path)
+    assert_ran_or_refused(proc, ("BackendError",))
+    if case[0] == "truncate" and case[1] <= 0.5:
+        assert proc.returncode == 2
