@@ -20,6 +20,9 @@ import pytest
 httpx = pytest.importorskip("httpx", reason="the serve tests talk HTTP through httpx (the test extra)")
 
 MAX_TOKENS = 8
+# A generation long enough to be stopped in the middle: the tiny model decodes ~2,500 tokens/s and
+# greedily never ends this prompt early (2048-position context).
+LONG = 1800
 
 
 def _free_port() -> int:
@@ -47,7 +50,7 @@ def server(fp32_bundle, tmp_path_factory):
     port = _free_port()
     log = root / "server.log"
     args = [sys.executable, "-m", "mmedge.cli", "serve", str(fp32_bundle), "--port", str(port), "--threads", "1",
-            "--exact", "--ctx", "1024", "--image-root", str(root), "--max-tokens", "64", "--max-images", "3",
+            "--exact", "--ctx", "2048", "--image-root", str(root), "--max-tokens", str(LONG), "--max-images", "3",
             "--max-body-mib", "2", "--max-queue", "64"]
     with open(log, "wb") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
@@ -150,8 +153,8 @@ def _bad_requests(photos) -> dict:
         "system-turn": ({"messages": [{"role": "system", "content": "a"}]}, 400, "exactly one message"),
         "bad-part": ({"messages": [{"role": "user", "content": [{"type": "audio"}]}]}, 400, "each content part"),
         "too-many-images": (_request([uri] * 4), 400, "more than 3 images"),
-        "max-tokens-too-big": (_request([uri], max_tokens=65), 400, "max_tokens must be in 1 .. 64"),
-        "max-tokens-zero": (_request([uri], max_tokens=0), 400, "max_tokens must be in 1 .. 64"),
+        "max-tokens-too-big": (_request([uri], max_tokens=LONG + 1), 400, f"max_tokens must be in 1 .. {LONG}"),
+        "max-tokens-zero": (_request([uri], max_tokens=0), 400, f"max_tokens must be in 1 .. {LONG}"),
         "max-tokens-string": (_request([uri], max_tokens="8"), 400, "must be an integer"),
         "temperature-negative": (_request([uri], temperature=-1.0), 400, "temperature"),
         "n-2": (_request([uri], n=2), 400, "`n` is not supported"),
@@ -199,7 +202,7 @@ def test_sixteen_concurrent_clients_get_their_lone_answers(server, photos):
 
 
 def test_a_client_that_leaves_mid_generation_is_cancelled(server, photos):
-    body = {**_request([_data_uri(photos["rocket"])], temperature=0.0), "max_tokens": 64, "stream": True}
+    body = {**_request([_data_uri(photos["rocket"])], temperature=0.0), "max_tokens": LONG, "stream": True}
     before = httpx.get(f"{server['base']}/health").json()["counters"]
     with httpx.stream("POST", f"{server['base']}/v1/chat/completions", json=body, timeout=120) as r:
         seen = 0
@@ -262,3 +265,23 @@ print(json.dumps({"status": reply.status_code, "tokens": reply.json()["usage"]["
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"status": 200, "tokens": MAX_TOKENS, "torch_loaded": False}
+
+
+def test_a_client_that_leaves_while_queued_is_skipped(server, photos):
+    """16 long requests keep the worker busy; a 17th client gives up while its request waits: the
+    job is skipped (never generated), the 16 complete, and the server answers correctly afterwards."""
+    long_body = {**_request([_data_uri(photos["astronaut"])], temperature=0.0), "max_tokens": 200}
+    before = httpx.get(f"{server['base']}/health").json()["counters"]
+    with concurrent.futures.ThreadPoolExecutor(17) as pool:
+        busy = [pool.submit(_post, server, long_body, 300) for _ in range(16)]
+        time.sleep(0.2)  # the 16 are queued or running
+        with pytest.raises(httpx.TimeoutException):
+            _post(server, _request([_data_uri(photos["coffee"])], temperature=0.0), timeout=0.3)
+        assert all(f.result().status_code == 200 for f in busy)
+    deadline = time.monotonic() + 30
+    while (after := httpx.get(f"{server['base']}/health").json()["counters"])["cancelled"] == before["cancelled"]:
+        assert time.monotonic() < deadline, "the abandoned request was not cancelled"
+        time.sleep(0.05)
+    assert after["completed"] == before["completed"] + 16 and after["cancelled"] == before["cancelled"] + 1
+    reference = _post(server, _request([_data_uri(photos["coffee"])], temperature=0.0))
+    assert reference.status_code == 200 and reference.json()["usage"]["completion_tokens"] == MAX_TOKENS
