@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,6 +106,7 @@ def _part(role: str, path: Path, kind: str, precision: str, details: dict, specs
 
 # Write failures that mean "no room": the disk or quota is full, or a file-size limit was hit.
 _NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_NEARLY_FULL_BYTES = 64 << 20
 
 
 def export_bundle(cfg: ExportConfig, progress: Progress = SILENT) -> Manifest:
@@ -115,13 +117,21 @@ def export_bundle(cfg: ExportConfig, progress: Progress = SILENT) -> Manifest:
         # Named errors cover the expected I/O failures (unreadable checkpoint, unwritable output);
         # what is left is the disk failing under the writers (numpy's short writes carry no errno).
         where = f"nothing was published at {cfg.output} and the staging files are removed"
-        if e.errno in _NO_ROOM:
+        if e.errno in _NO_ROOM or _nearly_full(Path(cfg.output).parent):
             raise OutputPathError(
                 f"ran out of room while writing the bundle ({e.strerror}{': ' + str(e.filename) if e.filename else ''}); "
                 f"{where}: free space (a bundle needs about the checkpoint's size again, plus temporary files) or "
                 "choose another output folder") from None
         raise OutputPathError(f"an I/O error stopped the export ({e}); {where}: check the free space and the output "
                               "folder, then export again") from None
+
+
+def _nearly_full(folder: Path) -> bool:
+    """Whether the file system holding `folder` is (nearly) full: numpy's short writes carry no errno."""
+    try:
+        return shutil.disk_usage(folder).free < _NEARLY_FULL_BYTES
+    except OSError:
+        return False
 
 
 def _export_bundle(cfg: ExportConfig, progress: Progress) -> Manifest:

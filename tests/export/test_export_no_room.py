@@ -53,3 +53,31 @@ def test_no_room_leaves_no_partial_bundle(checkpoints, fp32_bundle, tmp_path, li
     else:
         assert not dest.exists()
     assert sorted(os.listdir(dest.parent)) == (["bundle"] if previous else [])
+
+
+def _mount_small_disk(where, size: str) -> bool:
+    where.mkdir()
+    if os.geteuid() != 0:
+        return False
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                          capture_output=True).returncode == 0
+
+
+# A real full file system: a tmpfs of a few hundred kB (the tiny bundle needs ~1.4 MB).
+@pytest.mark.parametrize("size", ["96k", "700k"])
+def test_a_full_file_system_leaves_no_partial_bundle(checkpoints, tmp_path, size):
+    disk = tmp_path / "disk"
+    if not _mount_small_disk(disk, size):
+        pytest.skip("mounting a small tmpfs needs root and CAP_SYS_ADMIN, which this machine does not give; "
+                    "test_no_room_leaves_no_partial_bundle covers the same path with a file-size limit")
+    try:
+        dest = disk / "bundle"
+        proc = subprocess.run([sys.executable, "-m", "mmedge.cli", "export", str(checkpoints(PRESET)), "-o", str(dest),
+                               "--quiet", "--threads", "1"], capture_output=True, text=True, timeout=600,
+                              env=dict(os.environ, OMP_NUM_THREADS="1"))
+        assert proc.returncode == 2, proc.stderr[-3000:]
+        assert proc.stderr.startswith("mmedge export: error:") and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+        assert "ran out of room" in proc.stderr or "No space left" in proc.stderr, proc.stderr[-3000:]
+        assert os.listdir(disk) == []  # no bundle, no staging folder
+    finally:
+        subprocess.run(["umount", str(disk)], capture_output=True)
