@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+from typing import Callable
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,6 +90,10 @@ class LlamaOptions:
     n_gpu_layers: int = 0
 
 
+class DecodeStopped(Exception):
+    """`LlamaModel.should_stop` said stop before a llama_decode call (control flow, not an error)."""
+
+
 class LlamaModel:
     """One GGUF model with one context (one sequence)."""
 
@@ -139,6 +144,7 @@ class LlamaModel:
         self.max_cell_pos = -1  # the largest temporal (first-section) position in the cache: what llama.cpp masks by
         self.llama_s = 0.0  # seconds spent inside llama_decode since the last reset (mmedge bench's orchestration share)
         self._eog: np.ndarray | None = None  # built on first use: a ctypes call per vocabulary entry
+        self.should_stop: Callable[[], bool] | None = None  # see _decode
 
     @property
     def n_threads(self) -> int:
@@ -322,7 +328,10 @@ class LlamaModel:
         return last
 
     def _decode(self, batch, causal: bool = True) -> None:
-        """One llama_decode; `causal=False`: the batch's rows attend both ways (and to every cell)."""
+        """One llama_decode; `causal=False`: the batch's rows attend both ways (and to every cell).
+        `should_stop`, when set, is asked first: a long prefill can be abandoned between batches."""
+        if self.should_stop is not None and self.should_stop():
+            raise DecodeStopped()
         if not causal:
             _ll.llama_set_causal_attn(self.ctx, False)
             try:

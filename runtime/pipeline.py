@@ -25,7 +25,7 @@ from .layouts import FEATURES_INPUT, FrameRequest, PreparedImage, video_layout
 from .layouts.video import VideoSource
 from .media import media_layout
 from .gguf_rows import GgufTensorRows
-from .llamacpp import LlamaModel, LlamaOptions, gpu_offload_available
+from .llamacpp import DecodeStopped, LlamaModel, LlamaOptions, gpu_offload_available
 from .prefill import prefill
 from .prompt import TokenPlan, expand_media_markers, format_prompt, plan_tokens
 from .sampling import Sampler, SamplingParams
@@ -97,6 +97,7 @@ class GenerationStats:
     kv_cells_decode_start: int = 0
     kv_cells_end: int = 0
     providers: dict = field(default_factory=dict)
+    stopped: bool = False  # `should_stop` ended the generation (during the prefill: no tokens)
 
     @property
     def decode_tokens_per_s(self) -> float:
@@ -274,10 +275,13 @@ class Pipeline:
         audio: list[AudioSource] | None = None,
         videos: list[VideoSource] | None = None,
         frames: FrameRequest = FrameRequest(),
+        should_stop: Callable[[], bool] | None = None,
     ) -> GenerationResult:
         """Run the whole pipeline on images (and videos: files, frame folders or `Video`s, sampled
         by the bundle's rule or `frames`) or, for an audio bundle, `audio` clips (WAV paths or
-        (samples, rate) pairs). `on_token` gets each token as it comes; returning False stops."""
+        (samples, rate) pairs). `on_token` gets each token as it comes; returning False stops.
+        `should_stop` is asked before every llama_decode call (prefill batches included): True stops
+        there, and the result has `stats.stopped` set and the tokens so far (none during the prefill)."""
         params = params or GenerationParams()
         stats = GenerationStats(load_s=self.load_s)
         stats.providers = {role: p.provider for role, p in self.placements.items()}
@@ -308,7 +312,15 @@ class Pipeline:
 
         t0 = time.perf_counter()
         self.llm.reset(self.manifest.prompt.first_position)
-        logits = self._prefill(plan, embeddings, prepared)
+        self.llm.should_stop = should_stop
+        try:
+            logits = self._prefill(plan, embeddings, prepared)
+        except DecodeStopped:
+            stats.stopped = True
+            stats.prefill_s = time.perf_counter() - t0
+            return GenerationResult(tokens=[], text="", stats=stats, prompt_tokens=plan.text_tokens)
+        finally:
+            self.llm.should_stop = None
         t_prefilled = time.perf_counter()
         stats.prefill_s = t_prefilled - t0
         stats.llama_prefill_s = self.llm.llama_s
@@ -335,6 +347,9 @@ class Pipeline:
             if on_token is not None and on_token(TokenEvent(token, piece)) is False:
                 break
             if step + 1 < params.max_new_tokens:
+                if should_stop is not None and should_stop():
+                    stats.stopped = True
+                    break
                 logits = self.llm.decode_tokens([token], logits_for="last")
         if t_decode is not None:
             stats.decode_s = time.perf_counter() - t_decode

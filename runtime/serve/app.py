@@ -5,7 +5,8 @@
     POST /v1/chat/completions  -> OpenAI's chat completion, or with "stream": true its chunks as SSE
 
 Errors are OpenAI-shaped: {"error": {"message", "type", "param", "code"}} with a 4xx/5xx status.
-A client that disconnects cancels its job (queued: skipped; running: stopped at the next token).
+A client that disconnects cancels its job (queued: skipped; running: stopped before its next
+llama_decode call, prefill batches included).
 """
 from __future__ import annotations
 

@@ -1,10 +1,11 @@
 """The generation worker: one thread owns the Pipeline and answers jobs first come, first served.
 
 llama.cpp and onnxruntime release the GIL while they compute, so the server's event loop keeps
-accepting and streaming while a generation runs. Each job streams its events (`token`s, then one of
-`done`, `error`, `cancelled`) to its request's asyncio queue; a job whose client went away is cancelled: skipped if
-still queued, stopped at its next token if running. After every job the KV cache is cleared, so a
-cancelled generation leaves nothing behind for the next request.
+accepting and streaming while a generation runs. Each job streams its events (`token`s, then one
+of `done`, `error`, `cancelled`) to its request's asyncio queue. A job whose client went away is
+cancelled: skipped if still queued, stopped before its next llama_decode call if running (prefill
+batches included). After every job the KV cache is cleared, so a cancelled generation leaves
+nothing behind for the next request.
 """
 from __future__ import annotations
 
@@ -85,7 +86,8 @@ class GenerationWorker:
 
         chat = job.chat
         try:
-            result = self.pipeline.generate(chat.images, chat.prompt, chat.params, on_token=on_token)
+            result = self.pipeline.generate(chat.images, chat.prompt, chat.params, on_token=on_token,
+                                            should_stop=job.cancelled.is_set)
         except MmedgeError as e:  # the request's own fault (a prompt too long for the context, ...)
             self.counters["failed"] += 1
             job.emit("error", RequestRefused(400, str(e)))
