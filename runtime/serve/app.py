@@ -93,6 +93,8 @@ def create_app(pipeline, limits: ServeLimits, model_id: str | None = None):
                 body = json.loads(raw)
             except (ValueError, UnicodeDecodeError):
                 raise RequestRefused(400, "the request body is not JSON") from None
+            except RecursionError:  # json.loads recurses per nesting level
+                raise RequestRefused(400, "the request body's JSON is nested too deeply") from None
             chat: ChatJob = await asyncio.to_thread(parse_chat_request, body, limits, marker, model)
             job = Job(chat=chat, loop=asyncio.get_running_loop())
             worker.submit(job)

@@ -147,6 +147,7 @@ def _bad_requests(photos) -> dict:
     uri = _data_uri(photos["camera"])
     return {
         "not-json": (b"{nope", 400, "not JSON"),
+        "nested-too-deeply": (b"[" * 200_000 + b"]" * 200_000, 400, "nested too deeply"),
         "no-messages": ({"max_tokens": 4}, 400, "`messages` must be"),
         "two-turns": ({"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]}, 400,
                       "exactly one message"),
