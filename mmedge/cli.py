@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import __version__
-from .errors import MissingDependencyError, MmedgeError, ServeError
+from .errors import MmedgeError, ServeError
 from .manifest import TENSOR_ROLES
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
@@ -194,21 +194,13 @@ def cmd_bench(args) -> int:
 # -- serve ------------------------------------------------------------------------------------
 @command("serve")
 def cmd_serve(args) -> int:
-    try:
-        import starlette  # noqa: F401
-        import uvicorn  # noqa: F401
-    except ImportError:
-        raise MissingDependencyError("mmedge serve needs starlette and uvicorn; install the serve extra "
-                                     "(pip install 'mmedge[serve]')") from None
     from mmedge.runtime.pipeline import RuntimeOptions
     from mmedge.runtime.serve.app import serve
-    from mmedge.runtime.serve.limits import ServeLimits
+    from mmedge.runtime.serve.limits import limits_from_args
 
     if not 0 <= args.port <= 65535:
         raise ServeError(f"--port must be in 0 .. 65535, got {args.port}")
-    limits = ServeLimits(max_body_bytes=int(args.max_body_mib * (1 << 20)), max_images=args.max_images,
-                         max_tokens=args.max_tokens, default_max_tokens=min(args.default_max_tokens, args.max_tokens),
-                         max_queue=args.max_queue, image_root=Path(args.image_root) if args.image_root else None)
+    limits = limits_from_args(args)
     serve(args.bundle, limits, RuntimeOptions(n_ctx=args.ctx, threads=args.threads, exact=args.exact), args.host, args.port)
     return 0
 
@@ -348,13 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("bundle")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--image-root", help="a folder whose image files requests may name (file:// URLs or paths); "
-                   "without it only data URIs are accepted")
-    p.add_argument("--max-tokens", type=int, default=1024, help="the largest max_tokens a request may ask for")
-    p.add_argument("--default-max-tokens", type=int, default=256, help="max_tokens when a request gives none")
-    p.add_argument("--max-images", type=int, default=8, help="images per request")
-    p.add_argument("--max-body-mib", type=float, default=20.0, help="request body size limit in MiB (base64 images included)")
-    p.add_argument("--max-queue", type=int, default=64, help="requests that may wait; more get HTTP 503")
+    from mmedge.runtime.serve.limits import add_arguments as add_serve_limits
+
+    add_serve_limits(p)
     p.add_argument("--ctx", type=int, default=4096)
     p.add_argument("--threads", type=int, default=0, help="threads for onnxruntime and llama.cpp (0 = every core this process may use)")
     p.add_argument("--exact", action="store_true", help="F32 KV cache and no flash attention (verification mode)")

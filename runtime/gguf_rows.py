@@ -15,7 +15,7 @@ import numpy as np
 
 from mmedge.errors import BackendError
 
-from .gguf_check import read_gguf_header
+from .gguf_check import GgufHeader, read_gguf_header
 
 # ggml types read here: id -> (name, elements per block, bytes per block).
 _TYPES = {0: ("F32", 1, 4), 1: ("F16", 1, 2), 8: ("Q8_0", 32, 34)}
@@ -25,9 +25,10 @@ READABLE_TYPES = tuple(name for name, _, _ in _TYPES.values())
 class GgufTensorRows:
     """One tensor of a GGUF file, rows dequantized on demand (ne0 = row length)."""
 
-    def __init__(self, path: str | Path, name: str):
+    def __init__(self, path: str | Path, name: str, header: GgufHeader | None = None):
+        """`header`: the file's checked header when the caller has it (LlamaModel parsed it already)."""
         self.path = Path(path)
-        header = read_gguf_header(self.path)  # checked: the tensor lies inside the file
+        header = header or read_gguf_header(self.path)  # checked: the tensor lies inside the file
         info = header.tensors.get(name)
         if info is None:
             raise BackendError(f"{self.path}: the GGUF holds no tensor {name!r}")

@@ -157,7 +157,7 @@ class Pipeline:
                 "the bundle's parts do not belong together, re-export it"
             )
         # A prefix-LM prompt enters as embedding rows, text tokens included: read from the GGUF itself.
-        self.token_rows = (GgufTensorRows(self.bundle.path_of("llm"), "token_embd.weight")
+        self.token_rows = (GgufTensorRows(self.bundle.path_of("llm"), "token_embd.weight", self.llm.header)
                            if m.media.attention == "prefix" else None)
         self.embedding_cache = EmbeddingCache(o.embedding_cache_mib << 20) if o.embedding_cache_mib else None
         self.load_s = time.perf_counter() - t0

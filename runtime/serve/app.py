@@ -16,6 +16,8 @@ import json
 import time
 from pathlib import Path
 
+from mmedge.errors import MissingDependencyError
+
 from .chat_request import ChatJob, RequestRefused, parse_chat_request
 from .limits import ServeLimits
 from .worker import GenerationWorker, Job
@@ -167,7 +169,12 @@ def create_app(pipeline, limits: ServeLimits, model_id: str | None = None):
 
 def serve(bundle: str | Path, limits: ServeLimits, options, host: str = "127.0.0.1", port: int = 8080) -> None:
     """Load the bundle, then serve until interrupted (uvicorn)."""
-    import uvicorn
+    try:
+        import starlette  # noqa: F401  (create_app's)
+        import uvicorn
+    except ImportError:
+        raise MissingDependencyError("mmedge serve needs starlette and uvicorn; install the serve extra "
+                                     "(pip install 'mmedge[serve]')") from None
 
     from ..pipeline import Pipeline
 

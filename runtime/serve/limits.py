@@ -1,6 +1,7 @@
 """What one server accepts: typed, validated, and shown on `GET /health`."""
 from __future__ import annotations
 
+import argparse
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -34,3 +35,22 @@ class ServeLimits:
         d = asdict(self)
         d["image_root"] = str(self.image_root) if self.image_root else None
         return d
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """`mmedge serve`'s limit options, with ServeLimits' defaults."""
+    d = ServeLimits()
+    p.add_argument("--image-root", help="a folder whose image files requests may name (file:// URLs or paths); "
+                   "without it only data URIs are accepted")
+    p.add_argument("--max-tokens", type=int, default=d.max_tokens, help="the largest max_tokens a request may ask for")
+    p.add_argument("--default-max-tokens", type=int, default=d.default_max_tokens, help="max_tokens when a request gives none")
+    p.add_argument("--max-images", type=int, default=d.max_images, help="images per request")
+    p.add_argument("--max-body-mib", type=float, default=d.max_body_bytes / (1 << 20),
+                   help="request body size limit in MiB (base64 images included)")
+    p.add_argument("--max-queue", type=int, default=d.max_queue, help="requests that may wait; more get HTTP 503")
+
+
+def limits_from_args(args: argparse.Namespace) -> ServeLimits:
+    return ServeLimits(max_body_bytes=int(args.max_body_mib * (1 << 20)), max_images=args.max_images,
+                       max_tokens=args.max_tokens, default_max_tokens=min(args.default_max_tokens, args.max_tokens),
+                       max_queue=args.max_queue, image_root=Path(args.image_root) if args.image_root else None)
