@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from mmedge.errors import CheckpointError
 
@@ -86,3 +89,19 @@ def convert_pickle_checkpoint(src: Path, dst: Path) -> dict:
     save_file(state, str(dst / "model.safetensors"), metadata={"format": "pt"})
     return {"weights": "pickle, converted to safetensors with torch.load(weights_only=True)",
             "pickle_files": [s.name for s in shards], "tensors": len(state)}
+
+
+@contextmanager
+def loadable_checkpoint(folder: str | Path, allow_pickle: bool) -> Iterator[Path]:
+    """The folder to load the checkpoint `folder` from: itself when it holds safetensors; with
+    `allow_pickle`, a private converted copy that lives as long as the block. Anything else is
+    refused by `check_weights` (a CheckpointError naming --allow-pickle)."""
+    from .checkpoint import check_weights
+
+    folder = Path(folder)
+    if check_weights(folder, allow_pickle) != "pickle":
+        yield folder
+        return
+    with tempfile.TemporaryDirectory(prefix="mmedge-safetensors-") as converted:
+        convert_pickle_checkpoint(folder, Path(converted))
+        yield Path(converted)

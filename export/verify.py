@@ -115,7 +115,7 @@ def verify_bundle(bundle_dir: str | Path, family: Family, ckpt: LoadedCheckpoint
             for role in roles:
                 if role not in unavailable:
                     runners[role] = open_tensor_part(bundle.path_for(selected[role]), selected[role], options.threads,
-                                                     options.device, options.strict)
+                                                     options.device, options.strict, bundle.verified_sha256(selected[role]))
             llm = LlamaModel(bundle.path_of("llm"), LlamaOptions(n_ctx=2048, n_threads=options.threads, exact=True))
         report: dict = {"reference": str(ckpt.path), "exact_mode": True,
                         "providers": {r: runners[r].provider if r in runners else f"not run here ({unavailable[r]})"
@@ -152,7 +152,8 @@ def verify_bundle(bundle_dir: str | Path, family: Family, ckpt: LoadedCheckpoint
                     if part is selected[role] and role in runners:
                         numbers = compare_calls(refs, [runners[role].run(x) for x in xs])
                     elif unavailable_reason(part) is None:
-                        runner = open_tensor_part(bundle.path_for(part), part, options.threads, options.device, options.strict)
+                        runner = open_tensor_part(bundle.path_for(part), part, options.threads, options.device, options.strict,
+                                                  bundle.verified_sha256(part))
                         numbers = compare_calls(refs, [runner.run(x) for x in xs])
                     else:
                         numbers = _static_check(part, unavailable_reason(part))

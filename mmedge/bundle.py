@@ -88,6 +88,11 @@ class Bundle:
 
     root: Path
     manifest: Manifest
+    hashes_checked: bool = True  # every part's sha256 matched the manifest at open
+
+    def verified_sha256(self, part) -> str | None:
+        """The part's hash if `open_bundle` compared it with the file's bytes, else None."""
+        return part.sha256 if self.hashes_checked else None
 
     def path_of(self, role: str) -> Path:
         return self.root / self.manifest.parts[role].file
@@ -180,7 +185,7 @@ def open_bundle(root: str | Path, check_hashes: bool = True) -> Bundle:
                     "the file was modified or corrupted, re-export the bundle"
                 )
     _check_nothing_unlisted(root, listed, folders)
-    return Bundle(root=root, manifest=manifest)
+    return Bundle(root=root, manifest=manifest, hashes_checked=check_hashes)
 
 
 class BundleWriter:

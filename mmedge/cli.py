@@ -69,14 +69,17 @@ def cmd_export(args) -> int:
 def cmd_verify(args) -> int:
     from mmedge.export.checkpoint import architecture_of
     from mmedge.export.families import family_for_architecture
+    from mmedge.export.pickle_weights import loadable_checkpoint
     from mmedge.export.verify import VerifyOptions, verify_bundle
     from mmedge.progress import Progress
 
     options = VerifyOptions(greedy_tokens=args.tokens, threads=args.threads, device=args.device, strict=args.strict)
     family = family_for_architecture(architecture_of(args.reference))
-    ckpt = family.load(args.reference)
-    report = verify_bundle(args.bundle, family, ckpt, options,
-                           progress=Progress(enabled=not args.json))
+    with loadable_checkpoint(args.reference, args.allow_pickle) as folder:
+        ckpt = family.load(str(folder))
+        report = verify_bundle(args.bundle, family, ckpt, options, progress=Progress(enabled=not args.json))
+    if "reference" in report:
+        report["reference"] = str(args.reference)  # not the converted copy's temporary folder
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -302,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="measure a bundle against its PyTorch checkpoint")
     p.add_argument("bundle")
     p.add_argument("--reference", required=True, help="the checkpoint folder the bundle was exported from")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="accept a reference with pickle weights (.bin/.pt), converted as export --allow-pickle does")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--tokens", type=int, default=32, help="greedy tokens per end-to-end case")
     p.add_argument("--device", default="cpu", help="cpu, gpu, npu or auto")

@@ -18,6 +18,7 @@ from mmedge.manifest import PartSpec
 
 from .devices import Placement, place_onnx, place_pte
 from .onnx_check import check_onnx_self_contained
+from .onnx_full_check import check_onnx_model
 from .threads import resolve_threads
 
 
@@ -96,18 +97,20 @@ def select_part(candidates: list[PartSpec], target: str = "auto") -> PartSpec:
     return candidates[0]
 
 
-def open_tensor_part(path: Path, part: PartSpec, threads: int = 0, device: str = "cpu", strict: bool = False) -> TensorBackend:
+def open_tensor_part(path: Path, part: PartSpec, threads: int = 0, device: str = "cpu", strict: bool = False,
+                     verified_sha256: str | None = None) -> TensorBackend:
     factory = _BACKENDS.get(part.kind)
     if factory is None:
         raise BackendError(
             f"parts.{part.role}: kind {part.kind!r} has no runtime backend here; available: {sorted(_BACKENDS)}"
         )
-    return factory(path, part, threads, device, strict)
+    return factory(path, part, threads, device, strict, verified_sha256)
 
 
 @register_backend("onnx")
 class OnnxBackend(TensorBackend):
-    def __init__(self, path: Path, part: PartSpec, threads: int = 0, device: str = "cpu", strict: bool = False):
+    def __init__(self, path: Path, part: PartSpec, threads: int = 0, device: str = "cpu", strict: bool = False,
+                 verified_sha256: str | None = None):
         try:
             import onnxruntime as ort
         except ImportError as e:
@@ -120,6 +123,7 @@ class OnnxBackend(TensorBackend):
         self.placement = place_onnx(part.role, device, strict, ort.get_available_providers())
         providers = [self.placement.provider] + (["CPUExecutionProvider"] if self.placement.device != "cpu" else [])
         check_onnx_self_contained(path)  # no external data: nothing outside the hashed file gets read
+        check_onnx_model(path, verified_sha256)  # onnx.checker's full check (a pass is remembered by hash)
         try:
             self.session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
         except Exception as e:  # onnxruntime raises its own untyped errors
@@ -160,7 +164,8 @@ class ExecuTorchBackend(TensorBackend):
     so bundles with .pte parts are not torch-free in Python (the native runtime is).
     """
 
-    def __init__(self, path: Path, part: PartSpec, threads: int = 0, device: str = "cpu", strict: bool = False):
+    def __init__(self, path: Path, part: PartSpec, threads: int = 0, device: str = "cpu", strict: bool = False,
+                 verified_sha256: str | None = None):
         self.placement = place_pte(part.role, device, strict)
         try:
             import torch
@@ -201,7 +206,8 @@ class CoreMLBackend(TensorBackend):
             return "Core ML runs only on macOS/iOS"
         return None
 
-    def __init__(self, path: Path, part: PartSpec, threads: int = 0, device: str = "cpu", strict: bool = False):
+    def __init__(self, path: Path, part: PartSpec, threads: int = 0, device: str = "cpu", strict: bool = False,
+                 verified_sha256: str | None = None):
         why = self.unavailable_reason()
         if why:
             raise BackendError(

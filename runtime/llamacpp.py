@@ -40,6 +40,7 @@ _ATTR_USER_DEFINED = 1 << 4
 _MULTI_POSITION_ROPE = (8, 40)  # MROPE (Qwen2-VL), IMROPE
 _POS_PER_ROW = 4  # llama.cpp's M-RoPE sections: temporal, height, width, unused
 
+_NO_ABORT_CALLBACK = _ll.ggml_abort_callback() if _ll is not None else None  # a NULL function pointer
 _backend_ready = False
 _log_callback = None  # kept alive for as long as llama.cpp may call it
 
@@ -91,7 +92,11 @@ class LlamaOptions:
 
 
 class DecodeStopped(Exception):
-    """`LlamaModel.should_stop` said stop before a llama_decode call (control flow, not an error)."""
+    """`LlamaModel.should_stop` said stop, before a llama_decode call or inside a multi-row one
+    (control flow, not an error)."""
+
+
+_LLAMA_DECODE_ABORTED = 2  # llama_decode's return code when the abort callback said stop
 
 
 class LlamaModel:
@@ -145,6 +150,8 @@ class LlamaModel:
         self.llama_s = 0.0  # seconds spent inside llama_decode since the last reset (mmedge bench's orchestration share)
         self._eog: np.ndarray | None = None  # built on first use: a ctypes call per vocabulary entry
         self.should_stop: Callable[[], bool] | None = None  # see _decode
+        # Kept on the object: ctypes frees a callback's trampoline when its Python object dies.
+        self._abort_callback = _ll.ggml_abort_callback(self._abort_requested)
 
     @property
     def n_threads(self) -> int:
@@ -329,7 +336,12 @@ class LlamaModel:
 
     def _decode(self, batch, causal: bool = True) -> None:
         """One llama_decode; `causal=False`: the batch's rows attend both ways (and to every cell).
-        `should_stop`, when set, is asked first: a long prefill can be abandoned between batches."""
+        `should_stop`, when set, is asked first, and during a batch of more than one row also by
+        llama.cpp after each graph node (its abort callback): a prefill batch, or an image run that
+        must be one batch (Gemma 3's bidirectional runs), stops within milliseconds. Single-token
+        decode steps are not watched (a Python call per graph node would cost a few percent there,
+        and the pipeline asks between steps anyway). An aborted batch leaves some rows in the KV
+        cache: `reset` (every generation starts with it) clears them."""
         if self.should_stop is not None and self.should_stop():
             raise DecodeStopped()
         if not causal:
@@ -339,11 +351,28 @@ class LlamaModel:
             finally:
                 _ll.llama_set_causal_attn(self.ctx, True)
             return
+        watched = self.should_stop is not None and batch.n_tokens > 1
+        if watched:
+            _ll.llama_set_abort_callback(self.ctx, self._abort_callback, None)
         t0 = time.perf_counter()
-        rc = _ll.llama_decode(self.ctx, batch)
-        self.llama_s += time.perf_counter() - t0
+        try:
+            rc = _ll.llama_decode(self.ctx, batch)
+        finally:
+            self.llama_s += time.perf_counter() - t0
+            if watched:
+                _ll.llama_set_abort_callback(self.ctx, _NO_ABORT_CALLBACK, None)
+        if rc == _LLAMA_DECODE_ABORTED and watched:
+            raise DecodeStopped()
         if rc != 0:
             raise BackendError(f"llama_decode failed with code {rc} at position {self.n_past}")
+
+    def _abort_requested(self, _data) -> bool:
+        """llama.cpp's abort callback (called on the decoding thread, between graph nodes)."""
+        stop = self.should_stop
+        try:
+            return bool(stop is not None and stop())
+        except Exception:  # an exception cannot cross the C frame; the check before the next batch re-raises it
+            return False
 
     def _logits(self, i: int) -> np.ndarray:
         ptr = _ll.llama_get_logits_ith(self.ctx, i)

@@ -27,7 +27,7 @@ from .media import media_layout
 from .gguf_rows import GgufTensorRows
 from .llamacpp import DecodeStopped, LlamaModel, LlamaOptions, gpu_offload_available
 from .prefill import prefill
-from .prompt import TokenPlan, expand_media_markers, format_prompt, plan_tokens
+from .prompt import TokenPlan, expand_media_markers, format_chat, format_prompt, plan_tokens
 from .sampling import Sampler, SamplingParams
 
 
@@ -140,7 +140,8 @@ class Pipeline:
         roles = m.tensor_roles
         self.parts = {role: select_part(m.candidates(role), o.target) for role in roles}
         self.encoder, self.projector = (
-            open_tensor_part(self.bundle.path_for(self.parts[r]), self.parts[r], o.threads, o.device, o.strict)
+            open_tensor_part(self.bundle.path_for(self.parts[r]), self.parts[r], o.threads, o.device, o.strict,
+                             self.bundle.verified_sha256(self.parts[r]))
             for r in roles
         )
         llm_placement, gpu_layers = place_llm(o.device, o.strict, gpu_offload_available())
@@ -238,6 +239,11 @@ class Pipeline:
             raise PromptError(f"this bundle ({m.family}) takes no videos, {n_videos} were given")
         videos = (m.video.marker, n_videos) if m.video is not None else None
         return format_prompt(prompt, n_images, m.prompt, m.media, raw=raw, content_type=m.modality, videos=videos)
+
+    def format_chat(self, turns: list[tuple[str, str]]) -> str:
+        """A conversation of (role, text with markers) turns through the bundle's chat template; give
+        the result to `generate` with `raw_prompt=True` (which checks the markers against the inputs)."""
+        return format_chat(turns, self.manifest.prompt)
 
     def tokenize(self, prompt_text: str) -> list[int]:
         spec = self.manifest.prompt

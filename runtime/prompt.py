@@ -113,6 +113,17 @@ def format_prompt(prompt: str, n_images: int, spec: PromptSpec, slot: ImageSlotS
     return spec.fallback_format.format(images="".join(marker * count for _, marker, count in kinds), text=prompt)
 
 
+def format_chat(turns: list[tuple[str, str]], spec: PromptSpec) -> str:
+    """A conversation of (role, text) turns, media markers in the text where each input stood,
+    through the bundle's chat template: the full prompt, ready for tokenization. Roles are the chat
+    template's (system, user, assistant); a bundle without a template takes single prompts only."""
+    if not spec.chat_template:
+        raise PromptError("this bundle has no chat template, so it takes one user message without a system prompt or "
+                          "earlier turns; send the whole question as one user message")
+    messages = [{"role": role, "content": [{"type": "text", "text": text}]} for role, text in turns]
+    return _render_template(spec.chat_template, messages, {})
+
+
 def expand_media_markers(text: str, markers: list[tuple[str, list[str]]]) -> tuple[str, list[tuple[int, int]]]:
     """Replace each marker occurrence, in text order, with the next expansion of its kind;
     `markers` = [(marker, expansions)] per kind. Returns the text and the (kind, index) of each

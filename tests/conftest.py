@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,9 @@ import pytest
 # Tests never reach a model hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# The runtime's verdict cache (runtime/onnx_full_check.py) starts empty in every run, in a folder
+# of its own that subprocesses inherit, so no test depends on what an earlier run remembered.
+os.environ["MMEDGE_CACHE_DIR"] = tempfile.mkdtemp(prefix="mmedge-test-cache-")
 
 PARITY_PRESETS = ("clip-llama-bpe", "siglip-qwen2-tied")
 KQUANT_PRESET = "clip-llama-spm-256"

@@ -1,8 +1,10 @@
 """An OpenAI chat-completions request body -> a generation job, or a `RequestRefused` with the
 HTTP status and a message that says what was expected.
 
-Accepted: `messages` = exactly one `user` message (the Pipeline formats one user turn with the
-bundle's chat template); its `content` a string or a list of `text` and `image_url` parts, the
+Accepted: `messages` = an optional first `system` message, then `user` and `assistant` turns ending
+with the user's (one user message is formatted as the CLI's prompt is; a conversation goes through
+the bundle's chat template as a whole, so a bundle without a template takes single messages only);
+each `content` a string or a list of `text` and `image_url` parts (images in user turns only), the
 images placed where they stand (the bundle's image marker is put there); `image_url.url` a data URI
 (`data:image/...;base64,...`) or, when the server has an image root, a `file://` URL or path inside
 it. Sampling: `max_tokens` / `max_completion_tokens`, `temperature`, `top_p`, `top_k`, `seed`;
@@ -14,7 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -27,6 +29,7 @@ from .limits import ServeLimits
 
 _DATA_URI = re.compile(r"^data:image/[A-Za-z0-9.+-]+;base64,(?P<payload>.*)$", re.DOTALL)
 # Fields that would change the answer and that the server does not implement.
+_ROLES = ("system", "user", "assistant")
 _REFUSED_FIELDS = ("n", "stop", "tools", "tool_choice", "functions", "function_call", "logprobs", "top_logprobs",
                    "response_format", "logit_bias", "presence_penalty", "frequency_penalty")
 _NEUTRAL_DEFAULTS = {"n": 1, "logprobs": False, "presence_penalty": 0, "frequency_penalty": 0, "stop": None}
@@ -40,11 +43,18 @@ class RequestRefused(Exception):
 
 @dataclass
 class ChatJob:
-    prompt: str  # the user's text with the bundle's image marker where each image stood
+    prompt: str  # the last user message's text, the bundle's image marker where each image stood
     images: list
     params: GenerationParams
     stream: bool
     model: str
+    # Every turn, the last one included, as (role, text with markers); one turn: a single user
+    # message, formatted by the pipeline like a CLI prompt. More: the bundle's chat template renders them.
+    turns: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def is_conversation(self) -> bool:
+        return len(self.turns) > 1
 
 
 def parse_chat_request(body, limits: ServeLimits, marker: str, model_id: str) -> ChatJob:
@@ -60,27 +70,42 @@ def parse_chat_request(body, limits: ServeLimits, marker: str, model_id: str) ->
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise RequestRefused(400, "`messages` must be a non-empty list", "messages")
-    if len(messages) != 1 or not isinstance(messages[0], dict) or messages[0].get("role") != "user":
-        raise RequestRefused(400, "exactly one message with role `user` is supported (no system prompt or earlier "
-                             "turns yet): put the whole question in it", "messages")
-    prompt, sources = _content(messages[0].get("content"), marker, limits)
+    turns, sources = [], []
+    for i, message in enumerate(messages):
+        role = _role(message, i, len(messages))
+        text, found = _content(message.get("content"), marker, limits, f"messages[{i}].content",
+                               images_allowed=role == "user", images_so_far=len(sources))
+        turns.append((role, text))
+        sources += found
     images = [_image(src, i, limits) for i, src in enumerate(sources)]
-    return ChatJob(prompt=prompt, images=images, params=_params(body, limits), stream=_flag(body, "stream"),
-                   model=model_id)
+    return ChatJob(prompt=turns[-1][1], images=images, params=_params(body, limits), stream=_flag(body, "stream"),
+                   model=model_id, turns=turns)
 
 
-def _content(content, marker: str, limits: ServeLimits) -> tuple[str, list[str]]:
+def _role(message, index: int, count: int) -> str:
+    """system (first only), user and assistant turns, ending with the user's: what chat templates take."""
+    where = f"messages[{index}]"
+    role = message.get("role") if isinstance(message, dict) else None
+    if role not in _ROLES:
+        raise RequestRefused(400, f"each message needs a role among {list(_ROLES)}; found {role!r}", where)
+    if role == "system" and index != 0:
+        raise RequestRefused(400, "a system message may only come first", where)
+    if index == count - 1 and role != "user":
+        raise RequestRefused(400, "the last message must be the user's (the one to answer)", where)
+    return role
+
+
+def _content(content, marker: str, limits: ServeLimits, at: str, images_allowed: bool,
+             images_so_far: int) -> tuple[str, list[str]]:
     if isinstance(content, str):
         if marker in content:
-            raise RequestRefused(400, f"the text holds the image marker {marker!r}; send images as image_url parts",
-                                 "messages[0].content")
+            raise RequestRefused(400, f"the text holds the image marker {marker!r}; send images as image_url parts", at)
         return content, []
     if not isinstance(content, list) or not content:
-        raise RequestRefused(400, "`content` must be a string or a non-empty list of text and image_url parts",
-                             "messages[0].content")
+        raise RequestRefused(400, "`content` must be a string or a non-empty list of text and image_url parts", at)
     texts, sources = [], []
     for i, part in enumerate(content):
-        where = f"messages[0].content[{i}]"
+        where = f"{at}[{i}]"
         kind = part.get("type") if isinstance(part, dict) else None
         if kind == "text" and isinstance(part.get("text"), str):
             if marker in part["text"]:
@@ -88,6 +113,8 @@ def _content(content, marker: str, limits: ServeLimits) -> tuple[str, list[str]]
                                      where)
             texts.append(part["text"])
         elif kind == "image_url":
+            if not images_allowed:
+                raise RequestRefused(400, "images may only come in user messages", where)
             url = part.get("image_url")
             url = url.get("url") if isinstance(url, dict) else url
             if not isinstance(url, str) or not url:
@@ -97,7 +124,7 @@ def _content(content, marker: str, limits: ServeLimits) -> tuple[str, list[str]]
         else:
             raise RequestRefused(400, "each content part must be {type: text, text} or {type: image_url, image_url: "
                                  "{url}}", where)
-        if len(sources) > limits.max_images:
+        if images_so_far + len(sources) > limits.max_images:
             raise RequestRefused(400, f"more than {limits.max_images} images in one request", where)
     return "".join(texts), sources
 

@@ -86,8 +86,11 @@ class GenerationWorker:
 
         chat = job.chat
         try:
-            result = self.pipeline.generate(chat.images, chat.prompt, chat.params, on_token=on_token,
-                                            should_stop=job.cancelled.is_set)
+            # A conversation goes through the chat template here; a single message is formatted by
+            # generate, exactly as the CLI's prompt is.
+            prompt = self.pipeline.format_chat(chat.turns) if chat.is_conversation else chat.prompt
+            result = self.pipeline.generate(chat.images, prompt, chat.params, raw_prompt=chat.is_conversation,
+                                            on_token=on_token, should_stop=job.cancelled.is_set)
         except MmedgeError as e:  # the request's own fault (a prompt too long for the context, ...)
             self.counters["failed"] += 1
             job.emit("error", RequestRefused(400, str(e)))

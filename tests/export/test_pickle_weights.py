@@ -120,3 +120,28 @@ def test_an_index_naming_a_missing_shard_is_refused(checkpoints, tmp_path):
     (folder / "pytorch_model-00002-of-00002.bin").unlink()
     with pytest.raises(CheckpointError, match="names a shard 'pytorch_model-00002-of-00002.bin'"):
         export_bundle(ExportConfig(checkpoint=folder, output=tmp_path / "b", allow_pickle=True, verify=False))
+
+
+def test_verify_takes_a_pickle_reference_only_when_allowed(checkpoints, bundles, tmp_path, capsys):
+    """`mmedge verify --reference` refuses pickle weights by name and, with --allow-pickle, measures
+    the bundle against the converted copy: the same numbers as against the safetensors original."""
+    from mmedge.cli import main
+
+    import tempfile
+
+    bundle = bundles(PRESET)[0]
+    pickled = _pickled_copy(checkpoints(PRESET), tmp_path / "pickled")
+    copies = lambda: set(Path(tempfile.gettempdir()).glob("mmedge-safetensors-*"))  # noqa: E731
+    before = copies()
+    assert main(["verify", str(bundle), "--reference", str(pickled), "--tokens", "4", "--json"]) == 2
+    assert "--allow-pickle" in capsys.readouterr().err
+    reports = []
+    for reference, extra in ((pickled, ["--allow-pickle"]), (checkpoints(PRESET), [])):
+        assert main(["verify", str(bundle), "--reference", str(reference), "--tokens", "4", "--json", *extra]) == 0
+        reports.append(json.loads(capsys.readouterr().out))
+    converted, original = reports
+    assert converted["passed"] and converted["reference"] == str(pickled)
+    for role in ("vision_encoder", "projector"):
+        assert converted[role]["max_abs_diff"] == original[role]["max_abs_diff"]
+        assert converted[role]["cosine"] > 0.9999
+    assert copies() == before  # the converted copy is gone

@@ -109,6 +109,34 @@ def test_an_answer_equals_the_pipelines_own(server, pipeline, photos, sampling):
     assert data["choices"][0]["message"]["content"] == _reference(pipeline, image, "What is in this picture?", **sampling)
 
 
+def test_a_conversation_goes_through_the_chat_template_as_a_whole(server, pipeline, photos):
+    """System, user, assistant and user turns with an image in each user turn: the answer is the
+    Pipeline's for the template-rendered conversation given as a raw prompt, which holds every turn."""
+    from mmedge.runtime.pipeline import GenerationParams
+
+    marker = pipeline.manifest.media.marker
+    first, second = photos["coffee"], photos["rocket"]
+    body = {"messages": [
+        {"role": "system", "content": "You answer in one word."},
+        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": _data_uri(first)}},
+                                     {"type": "text", "text": "What is this?"}]},
+        {"role": "assistant", "content": "Coffee."},
+        {"role": "user", "content": [{"type": "text", "text": "And this one?"},
+                                     {"type": "image_url", "image_url": {"url": _data_uri(second)}}]},
+    ], "max_tokens": MAX_TOKENS, "temperature": 0}
+    reply = _post(server, body)
+    assert reply.status_code == 200, reply.text
+    rendered = pipeline.format_chat([("system", "You answer in one word."), ("user", marker + "What is this?"),
+                                     ("assistant", "Coffee."), ("user", "And this one?" + marker)])
+    order = [rendered.find(t) for t in ("You answer in one word.", "What is this?", "Coffee.", "And this one?")]
+    assert -1 not in order and order == sorted(order) and rendered.count(marker) == 2
+    expected = pipeline.generate([first, second], rendered, GenerationParams(max_new_tokens=MAX_TOKENS),
+                                 raw_prompt=True).text
+    assert reply.json()["choices"][0]["message"]["content"] == expected
+    single = _post(server, _request([_data_uri(second)], "And this one?", temperature=0)).json()
+    assert single["usage"]["prompt_tokens"] < reply.json()["usage"]["prompt_tokens"]
+
+
 def test_streaming_gives_the_same_text_in_chunks(server, photos):
     body = _request([_data_uri(photos["coffee"])], temperature=0.0)
     whole = _post(server, body).json()["choices"][0]["message"]["content"]
@@ -149,9 +177,11 @@ def _bad_requests(photos) -> dict:
         "not-json": (b"{nope", 400, "not JSON"),
         "nested-too-deeply": (b"[" * 200_000 + b"]" * 200_000, 400, "nested too deeply"),
         "no-messages": ({"max_tokens": 4}, 400, "`messages` must be"),
-        "two-turns": ({"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]}, 400,
-                      "exactly one message"),
-        "system-turn": ({"messages": [{"role": "system", "content": "a"}]}, 400, "exactly one message"),
+        "ends-with-assistant": ({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]},
+                                400, "the last message must be the user's"),
+        "system-only": ({"messages": [{"role": "system", "content": "a"}]}, 400, "the last message must be the user's"),
+        "image-in-assistant-turn": ({"messages": [{"role": "assistant", "content": [{"type": "image_url", "image_url": uri}]},
+                                                  {"role": "user", "content": "a"}]}, 400, "only come in user messages"),
         "bad-part": ({"messages": [{"role": "user", "content": [{"type": "audio"}]}]}, 400, "each content part"),
         "too-many-images": (_request([uri] * 4), 400, "more than 3 images"),
         "max-tokens-too-big": (_request([uri], max_tokens=LONG + 1), 400, f"max_tokens must be in 1 .. {LONG}"),

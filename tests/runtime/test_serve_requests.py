@@ -37,16 +37,42 @@ def test_images_go_where_they_stand_and_sampling_is_mapped(photos):
     assert (job.params.max_new_tokens, s.temperature, s.top_p, s.top_k, s.seed, job.stream) == (9, 0.5, 0.8, 5, 3, True)
 
 
+def test_a_conversation_keeps_its_turns_and_counts_images_across_them(photos):
+    uri = _uri(photos["coffee"])
+    image = {"type": "image_url", "image_url": {"url": uri}}
+    job = _parse({"messages": [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": [image, {"type": "text", "text": "What is this?"}]},
+        {"role": "assistant", "content": "A cup."},
+        {"role": "user", "content": [{"type": "text", "text": "And this? "}, image]}]})
+    assert job.is_conversation and len(job.images) == 2
+    assert job.turns == [("system", "Be brief."), ("user", "<image>What is this?"), ("assistant", "A cup."),
+                         ("user", "And this? <image>")]
+    assert job.prompt == "And this? <image>"
+    with pytest.raises(RequestRefused, match="more than 1 images"):  # the limit spans the conversation
+        _parse({"messages": [{"role": "user", "content": [image]}, {"role": "assistant", "content": "ok"},
+                             {"role": "user", "content": [image]}]}, max_images=1)
+
+
 def test_defaults_follow_openai_and_the_server_limits():
     job = _parse({"messages": [{"role": "user", "content": "Hi"}]}, default_max_tokens=77)
-    assert job.prompt == "Hi" and job.images == [] and job.stream is False
+    assert job.prompt == "Hi" and job.images == [] and job.stream is False and not job.is_conversation
     assert job.params.max_new_tokens == 77 and job.params.sampling.temperature == 1.0 and job.params.sampling.seed == 0
 
 
 @pytest.mark.parametrize("body, status, text", [
     ([], 400, "JSON object"),
     ({"messages": "hi"}, 400, "non-empty list"),
-    ({"messages": [{"role": "assistant", "content": "x"}]}, 400, "exactly one message with role `user`"),
+    ({"messages": [{"role": "assistant", "content": "x"}]}, 400, "the last message must be the user's"),
+    ({"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]}, 400,
+     "the last message must be the user's"),
+    ({"messages": [{"role": "user", "content": "x"}, {"role": "system", "content": "s"}, {"role": "user", "content": "x"}]},
+     400, "a system message may only come first"),
+    ({"messages": [{"role": "tool", "content": "x"}, {"role": "user", "content": "x"}]}, 400, "needs a role among"),
+    ({"messages": ["hi"]}, 400, "needs a role among"),
+    ({"messages": [{"role": "assistant", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}}]},
+                   {"role": "user", "content": "x"}]}, 400, "images may only come in user messages"),
+    ({"messages": [{"role": "system", "content": "an <image> here"}, {"role": "user", "content": "x"}]}, 400, "image marker"),
     ({"messages": [{"role": "user", "content": 5}]}, 400, "string or a non-empty list"),
     ({"messages": [{"role": "user", "content": []}]}, 400, "string or a non-empty list"),
     ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, 400, "needs `image_url.url`"),
@@ -77,3 +103,12 @@ def test_limits_are_checked():
         ServeLimits(max_images=1000)
     with pytest.raises(ServeError, match="default_max_tokens .* exceeds"):
         ServeLimits(max_tokens=10, default_max_tokens=20)
+
+
+def test_a_bundle_without_a_chat_template_takes_single_messages_only():
+    from mmedge.errors import PromptError
+    from mmedge.manifest import PromptSpec
+    from mmedge.runtime.prompt import format_chat
+
+    with pytest.raises(PromptError, match="no chat template, so it takes one user message"):
+        format_chat([("system", "s"), ("user", "x")], PromptSpec(chat_template=None))

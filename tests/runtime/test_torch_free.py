@@ -9,8 +9,9 @@ import sys
 # Makes torch & co. unimportable in the process that runs it first (test_bench runs the bench worker after it).
 IMPORT_BLOCKER = r'''
 import sys, importlib.abc
-# torch, and every package only the export extra installs: the light runtime install has none of them.
-FORBIDDEN = ("torch", "transformers", "onnx", "onnxscript", "gguf", "safetensors", "sentencepiece", "executorch",
+# torch, and every package only the export extra installs: the light runtime install has none of them
+# (onnx is in the runtime extra: its checker vets every ONNX part before onnxruntime loads it).
+FORBIDDEN = ("torch", "transformers", "onnxscript", "gguf", "safetensors", "sentencepiece", "executorch",
              "torchao", "coremltools", "tokenizers")
 class NoTorch(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
