@@ -21,4 +21,19 @@ if [ ! -x /usr/sbin/sshd ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/nul
     || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q openssh-server >/dev/null 2>&1; } \
     || echo "setup: could not install openssh-server; the remote-device tests will be skipped"
 fi
+# The native runtime (native/): libmmedge + mmedge-run against the venv's executorch and llama.cpp
+# libraries, and the same with AddressSanitizer for the hostile-input test job. The CLI reads PNG
+# and JPEG through Debian's libpng / libjpeg when present (installed here when root with apt).
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! { dpkg -s libpng-dev && dpkg -s libjpeg-dev; } >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q libpng-dev libjpeg-dev >/dev/null 2>&1 \
+    || echo "setup: could not install libpng-dev/libjpeg-dev; mmedge-run will read PPM images only"
+fi
+SITE=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+GEN=$(command -v ninja >/dev/null && echo "-G Ninja" || true)
+for variant in build:OFF build-asan:ON; do
+  dir=native/${variant%%:*}
+  cmake -S native -B "$dir" $GEN -DMMEDGE_SITE_PACKAGES="$SITE" -DMMEDGE_SANITIZE="${variant##*:}" >/dev/null
+  cmake --build "$dir" >/dev/null
+done
 echo "setup complete: activate with 'source .venv/bin/activate'"

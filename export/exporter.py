@@ -5,6 +5,7 @@ import errno
 import hashlib
 import shutil
 import tempfile
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from mmedge.quantize.recipes import llm_recipe, tensor_recipe
 
 from .checkpoint import architecture_of, check_weights
 from .pickle_weights import convert_pickle_checkpoint
+from mmedge.runtime.prompt import single_turn_frame
 from .families import family_for_architecture
 from .targets import tensor_target
 
@@ -163,6 +165,7 @@ def _export_bundle(cfg: ExportConfig, progress: Progress) -> Manifest:
             preprocess = sections["image_preprocess"]
             slot = family.media_slot(ckpt)
             prompt = family.prompt(ckpt)
+            prompt = dataclasses.replace(prompt, single_turn=single_turn_frame(prompt, slot, family.modality))
         encoder_role, projector_role = ROLES_BY_MODALITY[family.modality]
         encoder = family.encoder(ckpt)
         projector = family.projector(ckpt)

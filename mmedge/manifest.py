@@ -110,6 +110,11 @@ class PromptSpec:
     prepend_space: bool = False
     # Position of the first prompt token (PaliGemma counts from 1).
     first_position: int = 0
+    # The chat template flattened for runtimes without Jinja (native/): a single user turn renders
+    # as before + image * n_images + text + after (`image` null: the template places images some
+    # other way, so prompts must carry markers). Derived and checked at export (runtime/prompt.py
+    # `single_turn_frame`); null when the template cannot be flattened, absent in older bundles.
+    single_turn: dict | None = None
 
     @classmethod
     def from_dict(cls, d: dict) -> "PromptSpec":
@@ -120,7 +125,20 @@ class PromptSpec:
             add_bos=_get(d, "add_bos", bool, where, True, True),
             prepend_space=_get(d, "prepend_space", bool, where, True, False),
             first_position=_first_position(_get(d, "first_position", int, where, True, 0)),
+            single_turn=_single_turn(_get(d, "single_turn", (dict, type(None)), where, True, None)),
         )
+
+
+def _single_turn(value: dict | None) -> dict | None:
+    if value is None:
+        return None
+    where = "prompt.single_turn"
+    frame = {"before": _get(value, "before", str, where), "after": _get(value, "after", str, where),
+             "image": _get(value, "image", (str, type(None)), where, True, None)}
+    unknown = sorted(set(value) - set(frame))
+    if unknown:
+        raise ManifestError(f"{where}: unknown fields {unknown}; expected before, after, image")
+    return frame
 
 
 def _first_position(value: int) -> int:

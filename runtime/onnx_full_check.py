@@ -8,6 +8,13 @@ the manifest) and the `onnx` version that gave it; a later load of the same byte
 The record is an empty file in the user's cache folder, so whoever could forge one could already
 replace the runtime itself; without a verified hash (hashes not checked) the check always runs.
 Failures are never recorded: a refused file is refused again, with the same message.
+
+onnxruntime registers some of its contrib operators in the default ONNX domain, and mmedge's
+fusions (quantize/onnx_fusion.py) write one of them: `SimplifiedLayerNormalization` (RMSNorm, in
+Gemma 3's projector and Qwen2.5-VL's encoder). The `onnx` package does not know it, so its schema
+(onnxruntime's contrib-op documentation: inputs X and scale, output Y and an optional
+inv_std_var; attributes axis, epsilon, stash_type) is registered here before the first check, and
+the checker validates those nodes like any other instead of refusing the graph.
 """
 from __future__ import annotations
 
@@ -30,6 +37,27 @@ def _verdict_path(sha256: str, onnx_version: str) -> Path:
     return cache_root() / "onnx-checked" / f"{sha256}.onnx-{onnx_version}"
 
 
+def _register_onnxruntime_schemas(onnx) -> None:
+    from onnx.defs import OpSchema
+
+    if onnx.defs.has("SimplifiedLayerNormalization"):
+        return
+    floats = ["tensor(float)", "tensor(float16)", "tensor(double)", "tensor(bfloat16)"]
+    param = OpSchema.FormalParameter
+    schema = OpSchema(
+        "SimplifiedLayerNormalization", "", 1,
+        "onnxruntime contrib op: RMS normalization over `axis` and after, times `scale`.",
+        inputs=[param("X", "T"), param("scale", "V")],
+        outputs=[param("Y", "V"), param("inv_std_var", "U", param_option=OpSchema.FormalParameterOption.Optional)],
+        type_constraints=[("T", floats, "input"), ("U", ["tensor(float)", "tensor(double)"], "statistics"),
+                          ("V", floats, "output and scale")],
+        attributes=[OpSchema.Attribute("axis", OpSchema.AttrType.INT, "first normalized axis", required=False),
+                    OpSchema.Attribute("epsilon", OpSchema.AttrType.FLOAT, "added to the variance", required=False),
+                    OpSchema.Attribute("stash_type", OpSchema.AttrType.INT, "the statistics' type", required=False)],
+    )
+    onnx.defs.register_schema(schema)
+
+
 def check_onnx_model(path: str | Path, verified_sha256: str | None = None) -> bool:
     """Raise OnnxFormatError unless `onnx.checker.check_model(full_check=True)` accepts the file.
     `verified_sha256`: the file's hash, already compared with the bundle's manifest; a pass is
@@ -41,6 +69,7 @@ def check_onnx_model(path: str | Path, verified_sha256: str | None = None) -> bo
     except ImportError as e:
         raise BackendError(f"the onnx package is missing ({e}); the runtime checks every ONNX part with it before "
                            "loading: pip install 'mmedge[runtime]'") from None
+    _register_onnxruntime_schemas(onnx)
     verdict = _verdict_path(verified_sha256, onnx.__version__) if verified_sha256 else None
     if verdict is not None and verdict.is_file():
         return False

@@ -113,6 +113,40 @@ def format_prompt(prompt: str, n_images: int, spec: PromptSpec, slot: ImageSlotS
     return spec.fallback_format.format(images="".join(marker * count for _, marker, count in kinds), text=prompt)
 
 
+_FRAME_SENTINEL = "MMEDGE-USER-TEXT-0c1f"
+# User texts the flattened frame must reproduce exactly (spaces and newlines that a template could
+# trim or escape), each alone and after an inline marker, and with 1..3 images the template places.
+_FRAME_PROBES = ("Describe this image.", "  leading spaces and a trailing one ", "two\nlines", "<b>&amp;")
+
+
+def single_turn_frame(spec: PromptSpec, slot: ImageSlotSpec | AudioSlotSpec, content_type: str = "image") -> dict | None:
+    """The chat template of one user turn flattened to strings, for runtimes without Jinja
+    (native/): `before + text + after` when the text carries its markers, and
+    `before + image * k + text + after` when the template places k inputs (`image` None when it
+    does not place them that way). None when the template is not such a frame. Every probe is
+    rendered both ways and compared, so a frame that is stored is exact for them."""
+    def render(text: str, n: int) -> str:
+        return format_prompt(text, n, spec, slot, content_type=content_type)
+
+    try:
+        rendered = render(_FRAME_SENTINEL, 0)
+        if rendered.count(_FRAME_SENTINEL) != 1:
+            return None
+        before, after = rendered.split(_FRAME_SENTINEL)
+        for probe in _FRAME_PROBES:
+            if render(probe, 0) != before + probe + after or render(slot.marker + probe, 1) != before + slot.marker + probe + after:
+                return None
+        with_one = render(_FRAME_SENTINEL, 1)
+        image = None
+        if with_one.startswith(before) and with_one.endswith(_FRAME_SENTINEL + after) and with_one.count(_FRAME_SENTINEL) == 1:
+            image = with_one[len(before): len(with_one) - len(_FRAME_SENTINEL + after)]
+            if not image or any(render(p, k) != before + image * k + p + after for k in (1, 2, 3) for p in _FRAME_PROBES):
+                image = None
+    except PromptError:  # a template that refuses some probe is not a frame
+        return None
+    return {"before": before, "after": after, "image": image}
+
+
 def format_chat(turns: list[tuple[str, str]], spec: PromptSpec) -> str:
     """A conversation of (role, text) turns, media markers in the text where each input stood,
     through the bundle's chat template: the full prompt, ready for tokenization. Roles are the chat

@@ -55,6 +55,26 @@ def bundles(tmp_path_factory, checkpoints):
 
 
 @pytest.fixture(scope="session")
+def bundles_with_targets(tmp_path_factory, checkpoints):
+    """(preset, (encoder target, precision), (projector target, precision), llm) -> (folder, manifest), once."""
+    from mmedge.export.exporter import ExportConfig, export_bundle
+
+    root = tmp_path_factory.mktemp("et-bundles")
+    cache = {}
+
+    def get(preset, encoder, projector, llm):
+        key = (preset, encoder, projector, llm)
+        if key not in cache:
+            out = root / f"{len(cache)}"
+            cfg = ExportConfig(checkpoint=checkpoints(preset), output=out, encoder_target=encoder[0], encoder=encoder[1],
+                               projector_target=projector[0], projector=projector[1], llm=llm)
+            cache[key] = (out, export_bundle(cfg))
+        return cache[key]
+
+    return get
+
+
+@pytest.fixture(scope="session")
 def fp32_bundle(bundles):
     """The default tiny LLaVA (CLIP + Llama, BPE) at full precision."""
     return bundles("clip-llama-bpe")[0]

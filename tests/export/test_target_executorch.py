@@ -16,25 +16,6 @@ def et_fp32(bundles_with_targets):
     return bundles_with_targets("clip-llama-bpe", ("executorch", "fp32"), ("executorch", "fp32"), "F32")
 
 
-@pytest.fixture(scope="module")
-def bundles_with_targets(tmp_path_factory, checkpoints):
-    from mmedge.export.exporter import ExportConfig, export_bundle
-
-    root = tmp_path_factory.mktemp("et-bundles")
-    cache = {}
-
-    def get(preset, encoder, projector, llm):
-        key = (preset, encoder, projector, llm)
-        if key not in cache:
-            out = root / f"{len(cache)}"
-            cfg = ExportConfig(checkpoint=checkpoints(preset), output=out, encoder_target=encoder[0], encoder=encoder[1],
-                               projector_target=projector[0], projector=projector[1], llm=llm)
-            cache[key] = (out, export_bundle(cfg))
-        return cache[key]
-
-    return get
-
-
 def test_fp32_pte_bundle_reproduces_generate(et_fp32, bundles):
     from mmedge.runtime.pipeline import GenerationParams, Pipeline, RuntimeOptions
 

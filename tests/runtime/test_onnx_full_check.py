@@ -100,3 +100,31 @@ def test_a_cache_that_cannot_be_written_costs_only_time(fp32_bundle, tmp_path, m
     for _ in range(2):
         assert check_onnx_model(fp32_bundle / part["file"], part["sha256"]) is True
     assert len(checker_calls) == 2
+
+
+@pytest.mark.parametrize("op, accepted", [("SimplifiedLayerNormalization", True), ("SimplifiedLayerNormalisation", False)])
+def test_onnxruntimes_rmsnorm_in_the_default_domain_is_checked_not_refused(tmp_path, cache, op, accepted):
+    """mmedge's fusions write onnxruntime's SimplifiedLayerNormalization (RMSNorm) in the default
+    domain; the checker knows its schema (registered by mmedge), while an unknown default-domain op
+    is still refused. The accepted graph really is onnxruntime's op: it runs and gives RMSNorm."""
+    import numpy as np
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    scale = np.linspace(0.5, 1.5, 8, dtype=np.float32)
+    graph = helper.make_graph(
+        [helper.make_node(op, ["x", "scale"], ["y"], axis=-1, epsilon=1e-6)], "rms",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 8])],
+        [numpy_helper.from_array(scale, "scale")])
+    path = tmp_path / "rms.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    if not accepted:
+        with pytest.raises(OnnxFormatError, match="No Op registered for SimplifiedLayerNormalisation"):
+            check_onnx_model(path)
+        return
+    assert check_onnx_model(path) is True
+    x = np.random.default_rng(0).standard_normal((2, 8)).astype(np.float32)
+    y = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    expected = x / np.sqrt((x * x).mean(-1, keepdims=True) + 1e-6) * scale
+    assert np.abs(y - expected).max() < 1e-5

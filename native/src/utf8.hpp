@@ -1,0 +1,17 @@
+// Token bytes -> text as the Python runtime makes it (pipeline._split_utf8): the longest prefix
+// that is valid UTF-8, cutting at most 3 bytes of an unfinished character for the next token;
+// when no such cut exists, everything is decoded with U+FFFD replacing each maximal ill-formed
+// subsequence (the Unicode practice CPython's "replace" handler follows).
+#pragma once
+
+#include <string>
+
+namespace mmedge {
+
+// Returns the text to emit now and leaves the bytes to keep in `pending`.
+std::string take_utf8(std::string &pending);
+
+// Every byte decoded, ill-formed sequences replaced (used for what is left at the end).
+std::string decode_utf8_replacing(const std::string &bytes);
+
+}  // namespace mmedge

@@ -1,0 +1,109 @@
+"""The native runtime gives the Python runtime's greedy tokens and text for the same ExecuTorch +
+GGUF bundle: through the C ABI (ctypes) and through `mmedge-run` (a subprocess reading PNG and JPEG
+files), with images placed by the chat frame or by markers, text only, a raw prompt, an int8
+encoder with a Q8_0 LLM; the token callback stops a generation; sampling is seeded."""
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+from PIL import Image
+
+from mmedge.runtime.pipeline import GenerationParams, Pipeline, RuntimeOptions
+
+from .native_helpers import CLI, require_build, rgb
+
+N = 24
+CASES = {
+    "frame-places-the-image": (["astronaut"], "What is in this picture?"),
+    "markers": (["coffee", "rocket"], "Compare <image> and <image>."),
+    "text-only": ([], "Tell me a story about a cat."),
+    "marker-first": (["chelsea"], "<image>Describe it in detail."),
+}
+
+
+@pytest.fixture(scope="module")
+def python_pipeline(et_bundle):
+    pipe = Pipeline(et_bundle, RuntimeOptions(exact=True, threads=1, n_ctx=1024))
+    yield pipe
+    pipe.close()
+
+
+@pytest.fixture(scope="module")
+def native_ctx(native, et_bundle):
+    with native.open(et_bundle, exact=1, n_threads=1, n_ctx=1024) as ctx:
+        yield ctx
+
+
+def _python(pipe, images, prompt, raw=False):
+    return pipe.generate(images, prompt, GenerationParams(max_new_tokens=N, min_new_tokens=N), raw_prompt=raw)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_greedy_tokens_and_text_equal_the_python_runtimes(python_pipeline, native_ctx, photos, case):
+    names, prompt = CASES[case]
+    images = [photos[n] for n in names]
+    expected = _python(python_pipeline, images, prompt)
+    got = native_ctx.generate([rgb(im) for im in images], prompt, max_new_tokens=N, min_new_tokens=N)
+    assert got.tokens == expected.tokens and len(got.tokens) == N
+    assert got.text == expected.text
+    assert got.stats["prompt_positions"] == expected.stats.prompt_positions
+    timed = ("preprocess_s", "encode_s", "project_s") if images else ()
+    assert all(got.stats[k] > 0 for k in ("load_s", "prefill_s", "first_token_s", *timed))
+
+
+def test_the_answer_depends_on_the_image(native_ctx, photos):
+    a, b = (native_ctx.generate([rgb(photos[n])], "What is this?", max_new_tokens=N, min_new_tokens=N).tokens
+            for n in ("astronaut", "camera"))
+    assert a != b
+
+
+def test_a_raw_prompt_is_used_as_is(python_pipeline, native_ctx, photos):
+    prompt = "USER: <image>\nWhat is it? ASSISTANT: It is"
+    expected = _python(python_pipeline, [photos["rocket"]], prompt, raw=True)
+    got = native_ctx.generate([rgb(photos["rocket"])], prompt, max_new_tokens=N, min_new_tokens=N, raw_prompt=1)
+    assert got.tokens == expected.tokens
+
+
+def test_the_callback_stops_and_keeps_the_tokens_so_far(native_ctx, photos):
+    full = native_ctx.generate([rgb(photos["coffee"])], "What is this?", max_new_tokens=N, min_new_tokens=N)
+    stopped = native_ctx.generate([rgb(photos["coffee"])], "What is this?", stop_after=5, max_new_tokens=N, min_new_tokens=N)
+    assert stopped.status == 10 and stopped.stats["stopped"] == 1  # MMEDGE_ERR_STOPPED
+    assert stopped.tokens == full.tokens[:5]
+
+
+def test_sampling_is_seeded(native_ctx, photos):
+    def draw(seed):
+        return native_ctx.generate([rgb(photos["coffee"])], "What is this?", max_new_tokens=N, min_new_tokens=N,
+                                   temperature=0.9, top_p=0.95, top_k=50, seed=seed).tokens
+
+    greedy = native_ctx.generate([rgb(photos["coffee"])], "What is this?", max_new_tokens=N, min_new_tokens=N).tokens
+    assert draw(7) == draw(7)
+    assert draw(7) != draw(8) and draw(7) != greedy
+
+
+def test_an_int8_encoder_with_a_q8_0_llm_matches_too(native, bundles_with_targets, photos):
+    bundle = bundles_with_targets("clip-llama-bpe", ("executorch", "int8"), ("executorch", "fp32"), "Q8_0")[0]
+    pipe = Pipeline(bundle, RuntimeOptions(threads=1, n_ctx=1024))
+    try:
+        expected = pipe.generate([photos["chelsea"]], "Describe this image.", GenerationParams(max_new_tokens=N)).tokens
+    finally:
+        pipe.close()
+    with native.open(bundle, n_threads=1, n_ctx=1024) as ctx:
+        assert ctx.generate([rgb(photos["chelsea"])], "Describe this image.", max_new_tokens=N).tokens == expected
+
+
+def test_the_cli_reads_png_and_jpeg_and_gives_the_same_tokens(python_pipeline, et_bundle, photos, tmp_path):
+    files = [tmp_path / "a.png", tmp_path / "b.jpg"]
+    photos["astronaut"].save(files[0])
+    photos["coffee"].save(files[1], quality=90)
+    prompt = "Compare <image> and <image>."
+    expected = _python(python_pipeline, [Image.open(f) for f in files], prompt)
+    proc = subprocess.run([str(require_build(CLI)), str(et_bundle), "--image", str(files[0]), "--image", str(files[1]),
+                           "--prompt", prompt, "--max-tokens", str(N), "--min-tokens", str(N), "--exact", "--threads", "1",
+                           "--ctx", "1024", "--json"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["tokens"] == expected.tokens and out["text"] == expected.text
+    assert out["stats"]["prompt_positions"] == expected.stats.prompt_positions
