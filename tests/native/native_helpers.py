@@ -2,6 +2,7 @@
 share: loading the ctypes binding, an image as RGB8 bytes."""
 from __future__ import annotations
 
+import functools
 import importlib.util
 import sys
 from pathlib import Path
@@ -25,6 +26,7 @@ def require_build(path: Path) -> Path:
     return path
 
 
+@functools.lru_cache(maxsize=None)
 def binding():
     spec = importlib.util.spec_from_file_location("mmedge_native", BINDING)
     module = importlib.util.module_from_spec(spec)
