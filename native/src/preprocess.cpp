@@ -112,11 +112,16 @@ RgbImage horizontal(const RgbImage &in, int out_w, const Filter &f) {
         uint8_t *dst = &out.pixels[static_cast<size_t>(y) * out_w * 3];
         for (int xx = 0; xx < out_w; ++xx) {
             const int32_t *k = &c.weights[static_cast<size_t>(xx) * c.ksize];
-            for (int ch = 0; ch < 3; ++ch) {
-                int32_t sum = 1 << (kPrecisionBits - 1);  // PIL sums in int: the weights keep it in range
-                for (int x = 0; x < c.count[xx]; ++x) sum += row[(c.first[xx] + x) * 3 + ch] * k[x];
-                dst[xx * 3 + ch] = clip8(sum);
+            int32_t r = 1 << (kPrecisionBits - 1), g = r, b = r;  // PIL sums in int: the weights keep it in range
+            const uint8_t *px = row + static_cast<size_t>(c.first[xx]) * 3;
+            for (int x = 0; x < c.count[xx]; ++x, px += 3) {
+                r += px[0] * k[x];
+                g += px[1] * k[x];
+                b += px[2] * k[x];
             }
+            dst[xx * 3] = clip8(r);
+            dst[xx * 3 + 1] = clip8(g);
+            dst[xx * 3 + 2] = clip8(b);
         }
     }
     return out;
@@ -126,14 +131,16 @@ RgbImage vertical(const RgbImage &in, int out_h, const Filter &f) {
     Coefficients c = coefficients(in.height, out_h, f);
     RgbImage out{in.width, out_h, std::vector<uint8_t>(static_cast<size_t>(in.width) * out_h * 3)};
     const size_t row_bytes = static_cast<size_t>(in.width) * 3;
+    std::vector<int32_t> sum(row_bytes);
     for (int yy = 0; yy < out_h; ++yy) {
         const int32_t *k = &c.weights[static_cast<size_t>(yy) * c.ksize];
-        uint8_t *dst = &out.pixels[yy * row_bytes];
-        for (size_t i = 0; i < row_bytes; ++i) {
-            int32_t sum = 1 << (kPrecisionBits - 1);
-            for (int y = 0; y < c.count[yy]; ++y) sum += in.pixels[(c.first[yy] + y) * row_bytes + i] * k[y];
-            dst[i] = clip8(sum);
+        std::fill(sum.begin(), sum.end(), 1 << (kPrecisionBits - 1));
+        for (int y = 0; y < c.count[yy]; ++y) {  // row by row: contiguous reads, the same sums
+            const uint8_t *src = &in.pixels[(c.first[yy] + y) * row_bytes];
+            for (size_t i = 0; i < row_bytes; ++i) sum[i] += src[i] * k[y];
         }
+        uint8_t *dst = &out.pixels[yy * row_bytes];
+        for (size_t i = 0; i < row_bytes; ++i) dst[i] = clip8(sum[i]);
     }
     return out;
 }
