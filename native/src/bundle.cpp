@@ -114,10 +114,7 @@ void check_single_link(const std::string &path, const std::string &name, const s
                                        "`rsync` without hard links)");
 }
 
-// Every regular file under `folder` as (relative parts, path), in Python's sorted(rglob) order;
-// a link anywhere is refused.
-void tree_files(const std::string &folder, const std::vector<std::string> &prefix, const std::string &what,
-                std::vector<std::pair<std::vector<std::string>, std::string>> &out) {
+std::vector<std::string> list_folder(const std::string &folder, const std::string &what) {
     DIR *dir = opendir(folder.c_str());
     if (!dir) fail(MMEDGE_ERR_IO, what + ": " + folder + " cannot be listed");
     std::vector<std::string> names;
@@ -126,7 +123,14 @@ void tree_files(const std::string &folder, const std::vector<std::string> &prefi
         if (name != "." && name != "..") names.push_back(name);
     }
     closedir(dir);
-    for (const auto &name : names) {
+    return names;
+}
+
+// Every regular file under `folder` as (relative parts, path), in Python's sorted(rglob) order;
+// a link anywhere is refused.
+void tree_files(const std::string &folder, const std::vector<std::string> &prefix, const std::string &what,
+                std::vector<std::pair<std::vector<std::string>, std::string>> &out) {
+    for (const auto &name : list_folder(folder, what)) {
         std::string path = folder + "/" + name;
         std::vector<std::string> rel = prefix;
         rel.push_back(name);
@@ -160,15 +164,7 @@ bool looks_like_a_model(std::string name) {
 
 void check_nothing_unlisted(const std::string &root, const std::string &folder, const std::string &rel_prefix,
                             const std::set<std::string> &listed, const std::set<std::string> &folders) {
-    DIR *dir = opendir(folder.c_str());
-    if (!dir) fail(MMEDGE_ERR_IO, folder + ": cannot be listed");
-    std::vector<std::string> names;
-    while (dirent *e = readdir(dir)) {
-        std::string name = e->d_name;
-        if (name != "." && name != "..") names.push_back(name);
-    }
-    closedir(dir);
-    for (const auto &name : names) {
+    for (const auto &name : list_folder(folder, "the bundle")) {
         std::string rel = rel_prefix.empty() ? name : rel_prefix + "/" + name;
         std::string path = folder + "/" + name;
         struct stat st;

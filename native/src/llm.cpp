@@ -1,6 +1,7 @@
 #include "llm.hpp"
 
 #include <cstdlib>
+#include <functional>
 #include <cstring>
 #include <mutex>
 
@@ -116,19 +117,15 @@ void Llm::decode(void *batch_ptr, int n_tokens) {
     if (rc != 0) fail(MMEDGE_ERR_BACKEND, "llama_decode failed with code " + std::to_string(rc) + " at position " + std::to_string(n_past_));
 }
 
-std::vector<float> Llm::decode_tokens(const std::vector<int32_t> &tokens, bool want_last) {
-    check_room(static_cast<int>(tokens.size()));
-    for (int32_t t : tokens)
-        if (t < 0 || t >= n_vocab_)
-            fail(MMEDGE_ERR_PROMPT, "token id " + std::to_string(t) + " is outside the vocabulary (0.." + std::to_string(n_vocab_ - 1) + ")");
+std::vector<float> Llm::decode_rows(int n, int n_embd, bool want_last, const std::function<void(llama_batch &, int, int)> &fill) {
+    check_room(n);
     std::vector<float> last;
-    llama_batch b = llama_batch_init(n_batch_, 0, 1);
-    const int n = static_cast<int>(tokens.size());
+    llama_batch b = llama_batch_init(n_batch_, n_embd, 1);
     try {
         for (int start = 0; start < n; start += n_batch_) {
             int m = std::min(n_batch_, n - start);
+            fill(b, start, m);
             for (int i = 0; i < m; ++i) {
-                b.token[i] = tokens[start + i];
                 b.pos[i] = next_pos_ + i;
                 b.n_seq_id[i] = 1;
                 b.seq_id[i][0] = 0;
@@ -152,36 +149,19 @@ std::vector<float> Llm::decode_tokens(const std::vector<int32_t> &tokens, bool w
     return last;
 }
 
+std::vector<float> Llm::decode_tokens(const std::vector<int32_t> &tokens, bool want_last) {
+    for (int32_t t : tokens)
+        if (t < 0 || t >= n_vocab_)
+            fail(MMEDGE_ERR_PROMPT, "token id " + std::to_string(t) + " is outside the vocabulary (0.." + std::to_string(n_vocab_ - 1) + ")");
+    return decode_rows(static_cast<int>(tokens.size()), 0, want_last, [&](llama_batch &b, int start, int m) {
+        for (int i = 0; i < m; ++i) b.token[i] = tokens[start + i];
+    });
+}
+
 std::vector<float> Llm::decode_embeddings(const float *rows, int n, bool want_last) {
-    check_room(n);
-    std::vector<float> last;
-    llama_batch b = llama_batch_init(n_batch_, n_embd_, 1);
-    try {
-        for (int start = 0; start < n; start += n_batch_) {
-            int m = std::min(n_batch_, n - start);
-            std::memcpy(b.embd, rows + static_cast<size_t>(start) * n_embd_, sizeof(float) * static_cast<size_t>(m) * n_embd_);
-            for (int i = 0; i < m; ++i) {
-                b.pos[i] = next_pos_ + i;
-                b.n_seq_id[i] = 1;
-                b.seq_id[i][0] = 0;
-                b.logits[i] = want_last && start + i == n - 1;
-            }
-            b.n_tokens = m;
-            decode(&b, m);
-            if (want_last && start + m == n) {
-                const float *p = llama_get_logits_ith(ctx_, m - 1);
-                if (!p) fail(MMEDGE_ERR_BACKEND, "llama.cpp returned no logits");
-                last.assign(p, p + n_vocab_);
-            }
-            n_past_ += m;
-            next_pos_ += m;
-        }
-    } catch (...) {
-        llama_batch_free(b);
-        throw;
-    }
-    llama_batch_free(b);
-    return last;
+    return decode_rows(n, n_embd_, want_last, [&](llama_batch &b, int start, int m) {
+        std::memcpy(b.embd, rows + static_cast<size_t>(start) * n_embd_, sizeof(float) * static_cast<size_t>(m) * n_embd_);
+    });
 }
 
 }  // namespace mmedge

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -12,6 +13,7 @@
 struct llama_model;
 struct llama_context;
 struct llama_vocab;
+struct llama_batch;
 
 namespace mmedge {
 
@@ -49,6 +51,10 @@ public:
     std::atomic<bool> stop_requested{false};
 
 private:
+    // n rows in batches of n_batch: `fill` puts rows [start, start + m) into the batch (tokens or
+    // embeddings); positions, sequence ids and the last row's logits flag are set here.
+    std::vector<float> decode_rows(int n, int n_embd, bool want_last,
+                                   const std::function<void(llama_batch &, int, int)> &fill);
     void check_room(int n) const;
     void decode(void *batch, int n_tokens);
 
