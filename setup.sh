@@ -36,4 +36,15 @@ for variant in build:OFF build-asan:ON; do
   cmake -S native -B "$dir" $GEN -DMMEDGE_SITE_PACKAGES="$SITE" -DMMEDGE_SANITIZE="${variant##*:}" >/dev/null
   cmake --build "$dir" >/dev/null
 done
+# aarch64 (Raspberry Pi): Debian's cross compiler and qemu-user (installed as root with apt), then the
+# cross build of native/ with llama.cpp compiled for arm64 (about 8 CPU-minutes the first time;
+# native/build-aarch64/deps keeps it). Without the cross compiler the aarch64 test skips and says why.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! command -v aarch64-linux-gnu-g++ >/dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q g++-aarch64-linux-gnu qemu-user >/dev/null 2>&1 \
+    || echo "setup: could not install g++-aarch64-linux-gnu/qemu-user; the aarch64 test will be skipped"
+fi
+if command -v aarch64-linux-gnu-g++ >/dev/null; then
+  native/cross/build-aarch64.sh
+fi
 echo "setup complete: activate with 'source .venv/bin/activate'"

@@ -119,6 +119,11 @@ MMEDGE_API mmedge_status mmedge_generate(mmedge_context *ctx, const mmedge_image
 MMEDGE_API mmedge_status mmedge_preprocess_image(mmedge_context *ctx, const mmedge_image *image, float *out,
                                                  int64_t capacity, int32_t *height, int32_t *width);
 
+/* Ask the generation running on `ctx` (in another thread) to stop: it returns MMEDGE_ERR_STOPPED
+ * within one llama.cpp graph node during the prompt, or before the next token, with the tokens so
+ * far. The only function that may be called on a handle while another thread uses it. */
+MMEDGE_API void mmedge_stop(mmedge_context *ctx);
+
 /* The bundle's image marker (e.g. "<image>"); owned by the handle. */
 MMEDGE_API const char *mmedge_image_marker(const mmedge_context *ctx);
 

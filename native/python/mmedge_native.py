@@ -77,6 +77,7 @@ class NativeRuntime:
         lib.mmedge_image_marker.argtypes = [ctypes.c_void_p]
         lib.mmedge_image_marker.restype = ctypes.c_char_p
         lib.mmedge_close.argtypes = [ctypes.c_void_p]
+        lib.mmedge_stop.argtypes = [ctypes.c_void_p]
         self.lib = lib
 
     def last_error(self) -> str:
@@ -114,12 +115,18 @@ class NativeContext:
             self.rt.lib.mmedge_close(self.handle)
             self.handle = ctypes.c_void_p()
 
+    def stop(self) -> None:
+        """Ask a generate() running in another thread to stop (mmedge_stop)."""
+        self.rt.lib.mmedge_stop(self.handle)
+
     @property
     def marker(self) -> str:
         return self.rt.lib.mmedge_image_marker(self.handle).decode()
 
-    def generate(self, images: list[tuple], prompt: str, stop_after: int | None = None, **params) -> NativeResult:
-        """`images`: (rgb bytes, width, height[, stride]) each. Raises NativeError unless OK/STOPPED."""
+    def generate(self, images: list[tuple], prompt: str, stop_after: int | None = None, on_piece=None,
+                 **params) -> NativeResult:
+        """`images`: (rgb bytes, width, height[, stride]) each; `stop_after`: the callback stops after
+        that many pieces; `on_piece()`: called with each. Raises NativeError unless OK/STOPPED."""
         gp = self.rt.lib.mmedge_generation_params_default()
         for name, value in params.items():
             setattr(gp, name, value)
@@ -130,6 +137,8 @@ class NativeContext:
         @TokenCallback
         def on_token(token, text, _user):
             pieces.append(text.decode("utf-8"))
+            if on_piece is not None:
+                on_piece()
             return 0 if stop_after is not None and len(pieces) >= stop_after else 1
 
         capacity = gp.max_new_tokens

@@ -121,6 +121,10 @@ mmedge_status mmedge_preprocess_image(mmedge_context *ctx, const mmedge_image *i
     });
 }
 
+void mmedge_stop(mmedge_context *ctx) {
+    if (ctx && ctx->session) ctx->session->request_stop();
+}
+
 const char *mmedge_image_marker(const mmedge_context *ctx) {
     if (!ctx || !ctx->session) return "";
     return ctx->session->bundle().slot.marker.c_str();

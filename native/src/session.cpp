@@ -198,35 +198,40 @@ std::vector<int32_t> Session::generate(const std::vector<RgbImage> &images, cons
     double t0 = now();
     llm_->stop_requested = false;
     llm_->reset(bundle_.prompt.first_position);
-    std::vector<float> logits;
-    for (size_t k = 0; k < plan.size(); ++k) {
-        bool last = k + 1 == plan.size();
-        const Run &run = plan[k];
-        logits = run.image ? llm_->decode_embeddings(&rows[static_cast<size_t>(run.first_row) * slot.embedding_dim], run.rows, last)
-                           : llm_->decode_tokens(run.tokens, last);
-    }
-    const double t_prefilled = now();
-    stats.prefill_s = t_prefilled - t0;
-
-    Sampler sample(params.temperature, params.top_k, params.top_p, params.seed);
     std::vector<int32_t> out;
     std::string pending;
     double t_decode = 0;
-    for (int step = 0; step < params.max_new_tokens; ++step) {
-        int32_t token = sample(logits, step < params.min_new_tokens ? &eog_ : nullptr);
-        if (step == 0) {
-            t_decode = now();
-            stats.first_token_s = t_decode - t_start;
+    try {
+        std::vector<float> logits;
+        for (size_t k = 0; k < plan.size(); ++k) {
+            bool last = k + 1 == plan.size();
+            const Run &run = plan[k];
+            logits = run.image ? llm_->decode_embeddings(&rows[static_cast<size_t>(run.first_row) * slot.embedding_dim], run.rows, last)
+                               : llm_->decode_tokens(run.tokens, last);
         }
-        if (llm_->is_eog(token)) break;
-        out.push_back(token);
-        pending += llm_->token_bytes(token);
-        std::string piece = take_utf8(pending);
-        if (on_token && !on_token(token, piece.c_str(), user_data)) {
-            stats.stopped = 1;
-            break;
+        const double t_prefilled = now();
+        stats.prefill_s = t_prefilled - t0;
+
+        Sampler sample(params.temperature, params.top_k, params.top_p, params.seed);
+        for (int step = 0; step < params.max_new_tokens; ++step) {
+            int32_t token = sample(logits, step < params.min_new_tokens ? &eog_ : nullptr);
+            if (step == 0) {
+                t_decode = now();
+                stats.first_token_s = t_decode - t_start;
+            }
+            if (llm_->is_eog(token)) break;
+            out.push_back(token);
+            pending += llm_->token_bytes(token);
+            std::string piece = take_utf8(pending);
+            if (on_token && !on_token(token, piece.c_str(), user_data)) {
+                stats.stopped = 1;
+                break;
+            }
+            if (step + 1 < params.max_new_tokens) logits = llm_->decode_tokens({token}, true);
         }
-        if (step + 1 < params.max_new_tokens) logits = llm_->decode_tokens({token}, true);
+    } catch (const Stopped &) {  // mmedge_stop from another thread: the tokens so far stand
+        stats.stopped = 1;
+        if (!stats.prefill_s) stats.prefill_s = now() - t0;
     }
     if (!pending.empty() && on_token && !stats.stopped) on_token(-1, decode_utf8_replacing(pending).c_str(), user_data);
     stats.decode_s = t_decode ? now() - t_decode : 0.0;

@@ -30,6 +30,7 @@ public:
                                   mmedge_stats &stats);
 
     const Bundle &bundle() const { return bundle_; }
+    void request_stop() { llm_->stop_requested = true; }  // thread-safe: an atomic flag
     double load_s = 0.0;
 
 private:

@@ -73,6 +73,28 @@ def test_the_callback_stops_and_keeps_the_tokens_so_far(native_ctx, photos):
     assert stopped.tokens == full.tokens[:5]
 
 
+def test_mmedge_stop_from_another_thread_stops_a_long_generation(native_ctx, photos):
+    import threading
+
+    first_token = threading.Event()
+    results = {}
+
+    def generate():  # the callback marks the first token: the decode is running
+        results["r"] = native_ctx.generate([rgb(photos["coffee"])], "What is this?", max_new_tokens=900,
+                                           min_new_tokens=900, on_piece=first_token.set)
+
+    worker = threading.Thread(target=generate)
+    worker.start()
+    assert first_token.wait(60)
+    native_ctx.stop()
+    worker.join(60)
+    stopped = results["r"]
+    assert stopped.status == 10 and stopped.stats["stopped"] == 1 and 0 < len(stopped.tokens) < 900
+    full = native_ctx.generate([rgb(photos["coffee"])], "What is this?", max_new_tokens=len(stopped.tokens),
+                               min_new_tokens=len(stopped.tokens))
+    assert full.tokens == stopped.tokens and full.status == 0  # the next call is unaffected
+
+
 def test_sampling_is_seeded(native_ctx, photos):
     def draw(seed):
         return native_ctx.generate([rgb(photos["coffee"])], "What is this?", max_new_tokens=N, min_new_tokens=N,

@@ -143,6 +143,10 @@ JNIEXPORT jstring JNICALL Java_org_mmedge_demo_MmedgeBridge_nativeImageMarker(JN
     return env->NewStringUTF(mmedge_image_marker(as_context(handle)));
 }
 
+JNIEXPORT void JNICALL Java_org_mmedge_demo_MmedgeBridge_nativeStop(JNIEnv *, jclass, jlong handle) {
+    mmedge_stop(as_context(handle));
+}
+
 JNIEXPORT void JNICALL Java_org_mmedge_demo_MmedgeBridge_nativeClose(JNIEnv *, jclass, jlong handle) {
     mmedge_close(as_context(handle));
 }

@@ -44,6 +44,11 @@ public final class MmedgeBridge implements AutoCloseable {
         return nativeGenerate(handle, rgb, widths, heights, utf8, maxNewTokens, temperature, seed, listener);
     }
 
+    /** From another thread: stop the running generate() (it returns the tokens so far). */
+    public void stop() {
+        if (handle != 0) nativeStop(handle);
+    }
+
     /** The bundle's image marker ("<image>"): one per image in the prompt, or none. */
     public String imageMarker() {
         return nativeImageMarker(handle);
@@ -64,6 +69,8 @@ public final class MmedgeBridge implements AutoCloseable {
                                                TokenListener listener) throws MmedgeException;
 
     private static native String nativeImageMarker(long handle);
+
+    private static native void nativeStop(long handle);
 
     private static native void nativeClose(long handle);
 }
