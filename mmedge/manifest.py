@@ -116,6 +116,12 @@ class PromptSpec:
     # `single_turn_frame`); null when the template cannot be flattened, absent in older bundles.
     single_turn: dict | None = None
 
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        if d["single_turn"] is None:
+            del d["single_turn"]  # absent = no frame, as bundles written before it say
+        return d
+
     @classmethod
     def from_dict(cls, d: dict) -> "PromptSpec":
         where = "prompt"
@@ -280,7 +286,7 @@ class Manifest:
             **({"alternatives": {r: [p.to_dict() for p in ps] for r, ps in self.alternatives.items()}}
                if self.alternatives else {}),
             **self._media_dict(),
-            "prompt": asdict(self.prompt),
+            "prompt": self.prompt.to_dict(),
             "generation": self.generation,
             "verification": self.verification,
         }

@@ -35,7 +35,7 @@ if [ ! -f "$DEPS/llama/lib/libllama.so" ]; then
   cmake -S "$DEPS/src/llama_cpp_python-$LLAMA_VERSION/vendor/llama.cpp" -B "$DEPS/llama-build" $GEN \
     -DCMAKE_TOOLCHAIN_FILE="$TOOLCHAIN" -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX="$PWD/$DEPS/llama" \
     -DBUILD_SHARED_LIBS=ON -DGGML_NATIVE=OFF -DGGML_OPENMP=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF \
-    -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_COMMON=OFF >/dev/null
+    -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_COMMON=OFF -DLLAMA_BUILD_APP=OFF >/dev/null
   cmake --build "$DEPS/llama-build" --target install >/dev/null
   rm -rf "$DEPS/src" "$DEPS/llama-build"
 fi
@@ -50,5 +50,8 @@ cmake --build "$OUT/mmedge" --target mmedge-run >/dev/null
 # The folder to copy to the board: the CLI, libmmedge and every library it loads, found by $ORIGIN.
 rm -rf "$OUT/dist" && mkdir -p "$OUT/dist/lib"
 cp "$OUT/mmedge/mmedge-run" "$OUT/dist/"
-cp "$OUT/mmedge/libmmedge.so" "$PWD/$LLAMA_LIB"/lib*.so* "$DEPS"/executorch/lib/libexecutorch*.so "$OUT/dist/lib/"
+cp -P "$OUT/mmedge/libmmedge.so" "$PWD/$LLAMA_LIB"/lib*.so* "$OUT/dist/lib/"  # -P: the .so.0 links stay links
+for lib in executorch executorch_backend_xnnpack executorch_kernels_optimized executorch_threadpool; do
+  cp "$DEPS/executorch/lib/lib$lib.so" "$OUT/dist/lib/"
+done
 echo "build-aarch64: $OUT/dist ($(du -sh "$OUT/dist" | cut -f1))"
