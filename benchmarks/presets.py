@@ -251,6 +251,44 @@ def build_onevision_05b(out: Path, seed: int = 0, dtype: str = "bfloat16") -> Pa
     return out
 
 
+def build_llava_interleave_05b(out: Path, seed: int = 0, dtype: str = "bfloat16") -> Path:
+    """A single-view LLaVA at LLaVA-Interleave-Qwen-0.5B's scale (llava-hf/llava-interleave-qwen-0.5b-hf,
+    `LlavaForConditionalGeneration`): the layout the native runtime runs (one 384-px view per image,
+    causal). Shapes from the OneVision-0.5B preset above, which shares its parts: SigLIP-so400m at
+    384 px (729 patches, strategy full, last layer), the mlp2x_gelu projector, Qwen2-0.5B text with
+    152000 rows; SigLIP's image processor (384x384, bicubic, mean = std = 0.5). Less sure: whether
+    the real checkpoint selects the last or the second-to-last vision layer (the cost differs by
+    one of 26 layers)."""
+    import transformers as tf
+
+    from mmedge.export.tiny.llava_next import ONEVISION_TEMPLATE
+    from mmedge.export.tiny.tokenizers import TOKENIZER_BUILDERS
+
+    o = ONEVISION_05B
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = TOKENIZER_BUILDERS["qwen2-bpe"]()
+    text_config = tf.Qwen2Config(**o["text"], tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
+                                 eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    side = o["vision"]["image_size"] // o["vision"]["patch_size"]
+    config = tf.LlavaConfig(
+        vision_config=tf.SiglipVisionConfig(**o["vision"]), text_config=text_config,
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"), projector_hidden_act="gelu",
+        vision_feature_select_strategy="full", vision_feature_layer=-1, image_seq_length=side * side,
+        tie_word_embeddings=True,
+    )
+    model = _instantiate(tf.LlavaForConditionalGeneration, config, seed, dtype)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(out)
+    del model
+    tile = o["tile"]
+    image_processor = tf.SiglipImageProcessor(size={"height": tile, "width": tile}, image_mean=[0.5] * 3,
+                                              image_std=[0.5] * 3)
+    tf.LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=o["vision"]["patch_size"],
+                      vision_feature_select_strategy="full", chat_template=ONEVISION_TEMPLATE,
+                      num_additional_image_tokens=0, image_token="<image>").save_pretrained(out)
+    return out
+
+
 SHAPE_PRESETS: dict[str, ShapePreset] = {
     p.name: p
     for p in (
@@ -260,6 +298,9 @@ SHAPE_PRESETS: dict[str, ShapePreset] = {
         ShapePreset("onevision-0.5b-shape", "llava-hf/llava-onevision-qwen2-0.5b-ov-hf",
                     "SigLIP-so400m @384 + mlp2x_gelu + Qwen2-0.5B (tied), anyres_max_9 over 6x6 grids",
                     build_onevision_05b),
+        ShapePreset("llava-interleave-0.5b-shape", "llava-hf/llava-interleave-qwen-0.5b-hf",
+                    "SigLIP-so400m @384 + mlp2x_gelu + Qwen2-0.5B (tied), one view per image: what native runs",
+                    build_llava_interleave_05b),
         ShapePreset("smolvlm-tiny", "(none: test size)",
                     "SmolVLM's layout at test size (scale 4, 64-px tiles up to 4x4 + global), for baseline smoke tests",
                     build_smolvlm_tiny),

@@ -1,6 +1,6 @@
 """The benchmark suite's shape-faithful presets: real models' shapes, random weights.
 
-Building the real-shape presets writes 0.5 GB and 1.8 GB of safetensors and loads them (about a
+Building the real-shape presets writes 0.5 GB, 1.8 GB and 1.8 GB of safetensors and loads them (about a
 minute and 5 GB of RAM on 2 cores), so those tests are `slow` (run with -m slow); the test-size
 preset runs in the normal suite.
 """
@@ -43,6 +43,7 @@ def test_tiny_preset_is_seeded_loadable_and_has_the_token_libmtmd_looks_up(tmp_p
 @pytest.mark.parametrize("name, params, tokens_per_tile, width, rows", [
     ("smolvlm-256m-shape", 256_484_928, 64, 576, 49280),
     ("onevision-0.5b-shape", 893_675_552, 729, 896, 152000),
+    ("llava-interleave-0.5b-shape", 893_674_656, 729, 896, 152000),  # OneVision's parts, no image_newline
 ])
 def test_shape_preset_has_the_real_shapes_and_loads(tmp_path, name, params, tokens_per_tile, width, rows):
     from benchmarks.presets import build_shape_preset, checkpoint_stats
