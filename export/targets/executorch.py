@@ -39,6 +39,10 @@ class ExecuTorchTarget(TensorTarget):
             raise ExportError(f"executorch is not installed ({e}); run ./setup.sh or pip install executorch==1.5.1") from None
         if example.shape[0] != 2:
             raise ExportError("internal: export with an example batch of 2 so the batch stays dynamic")
+        # The program records the example's memory layout (its dim order): a permuted view, such as
+        # a SigLIP encoder's output, would make it expect that layout, and XNNPACK then refuses every
+        # contiguous input the runtimes give it ("Propagating input shapes failed").
+        example = example.contiguous()
         module, details = apply_executorch_recipe(precision, module)
         batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
         logging.getLogger("torch._export").setLevel(logging.ERROR)

@@ -138,3 +138,26 @@ def test_damaged_pte_runs_or_is_refused_never_crashes(et_fp32, tmp_path, case):
     assert_ran_or_refused(proc, ("BackendError",))
     if case[0] == "truncate" and case[1] <= 0.5:
         assert proc.returncode == 2
+
+
+def test_a_permuted_example_still_gives_a_program_for_contiguous_inputs(tmp_path):
+    """A projector whose example features are a permuted view (a SigLIP encoder's output at 729
+    tokens was one) must still take the contiguous arrays the runtimes pass: the exporter makes the
+    example contiguous, or the program records a [0, 2, 1] dim order and XNNPACK refuses every run."""
+    import torch
+    from executorch.runtime import Runtime
+
+    from mmedge.export.targets.executorch import ExecuTorchTarget
+
+    torch.manual_seed(0)
+    mlp = torch.nn.Sequential(torch.nn.Linear(48, 40), torch.nn.GELU(), torch.nn.Linear(40, 40)).eval()
+    permuted = torch.randn(2, 48, 29).transpose(1, 2)  # [2, 29, 48], not contiguous
+    assert not permuted.is_contiguous()
+    out = tmp_path / "projector.pte"
+    ExecuTorchTarget().export(mlp, {"image_features": permuted}, "image_embeddings", "fp32", out, tmp_path)
+    method = Runtime.get().load_program(str(out)).load_method("forward")
+    for batch in (1, 2):
+        x = torch.randn(batch, 29, 48)
+        got = method.execute([x])[0]
+        with torch.no_grad():
+            assert torch.allclose(got, mlp(x), atol=1e-5)
