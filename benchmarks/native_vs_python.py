@@ -69,6 +69,11 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     pipe = Pipeline(args.bundle, RuntimeOptions(threads=args.threads))
     python_load = time.perf_counter() - t0
+    # The Python runtime opens first and sizes ExecuTorch's process-wide pool; native, asking the
+    # same count, runs on it (runtime/executorch_pool.py). Unequal counts would be no comparison.
+    if set(pipe.part_threads.values()) != {args.threads or pipe.llm.n_threads}:
+        print(f"the Python runtime runs on {pipe.part_threads} threads, not {args.threads}", file=sys.stderr)
+        return 1
     runtime = NativeRuntime(args.lib)
     t0 = time.perf_counter()
     ctx = runtime.open(args.bundle, n_threads=args.threads)
@@ -93,7 +98,8 @@ def main(argv=None) -> int:
     medians["python"]["load_s"], medians["native"]["load_s"] = python_load, native_load
     ratios = {k: medians["native"][k] / medians["python"][k] for k in medians["native"] if medians["python"][k]}
     result = {"bundle": str(args.bundle), "machine": platform.processor() or platform.machine(), "threads": args.threads,
-              "tokens": args.tokens, "reps": args.reps, "medians": medians, "native_over_python": ratios,
+              "python_part_threads": pipe.part_threads, "tokens": args.tokens, "reps": args.reps, "medians": medians,
+              "native_over_python": ratios,
               "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     lines = ["| stage | Python | native | native / Python |", "|---|---|---|---|"]
     for k in ("load_s", *STAGES, "decode_tokens_per_s"):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from abc import ABC, abstractmethod
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -17,6 +18,7 @@ from mmedge.errors import BackendError
 from mmedge.manifest import PartSpec
 
 from .devices import Placement, place_onnx, place_pte
+from .executorch_pool import claim_pool
 from .onnx_check import check_onnx_self_contained
 from .onnx_full_check import check_onnx_model
 from .threads import resolve_threads
@@ -43,6 +45,7 @@ class TensorBackend(ABC):
     """Runs one compiled tensor part: one input (an array) or several (by name), one output."""
 
     placement: Placement
+    threads: int = 0  # the threads the part really runs on; 0 where the runtime picks (Core ML)
 
     @property
     def provider(self) -> str:
@@ -116,7 +119,8 @@ class OnnxBackend(TensorBackend):
         except ImportError as e:
             raise BackendError(f"onnxruntime is not installed ({e}); pip install 'mmedge[runtime]'") from None
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = resolve_threads(threads)
+        self.threads = resolve_threads(threads)
+        opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
@@ -176,6 +180,13 @@ class ExecuTorchBackend(TensorBackend):
                 "Install them (pip install executorch==1.5.1) or export this part with --target onnx"
             ) from None
         self._torch = torch
+        # Sized before the method loads: XNNPACK keeps the pool it sees then (runtime/executorch_pool.py).
+        asked = resolve_threads(threads)
+        self.threads = claim_pool(self, asked)
+        if self.threads != asked and not self.placement.note:
+            self.placement = replace(self.placement, note=(
+                f"{part.role}: {asked} threads asked for, but ExecuTorch's thread pool is shared by the process and "
+                f"another open .pte part holds it at {self.threads}; close that pipeline first, or ask for {self.threads}"))
         try:
             program = Runtime.get().load_program(str(path), verification=Verification.InternalConsistency)
             self.method = program.load_method("forward")

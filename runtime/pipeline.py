@@ -150,6 +150,7 @@ class Pipeline:
             LlamaOptions(n_ctx=o.n_ctx, n_batch=o.n_batch, n_threads=o.threads, exact=o.exact, n_gpu_layers=gpu_layers),
         )
         self.placements = {roles[0]: self.encoder.placement, roles[1]: self.projector.placement, "llm": llm_placement}
+        self.part_threads = {roles[0]: self.encoder.threads, roles[1]: self.projector.threads, "llm": self.llm.n_threads}
         # What could not be placed as asked (the CLI prints these as warnings).
         self.placement_notes = [p.note for p in self.placements.values() if p.note]
         if self.llm.n_embd != m.media.embedding_dim:

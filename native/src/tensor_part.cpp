@@ -52,22 +52,40 @@ struct TensorPart::Impl {
     std::string label;
     int64_t max_batch = 64;
     bool single_threaded = false;
+    bool holds_pool = false;
+    ~Impl();
 };
 
 namespace {
 // One thread: XNNPACK runs without ExecuTorch's pool (a thread-local guard, around load and run
-// alike, since XNNPACK takes its pool when a program loads). Resizing the process-wide pool is
-// "_unsafe": a process that also runs executorch's Python bindings shares it, and resizing it
-// under them deadlocks their next run (seen in the tests), so it is only resized when another
-// count than the current one is asked.
+// alike, since XNNPACK takes its pool when a method loads). More threads: the process-wide pool,
+// resized only while no loaded part holds it. `_unsafe_reset_threadpool` frees the old pool, and
+// a method loaded on it would then run on freed memory (heap corruption, or the deadlock seen
+// when the Python runtime shared the process). A part opened later with another count runs on
+// the pool as it is. runtime/executorch_pool.py keeps the same rule for Python's parts.
+std::mutex pool_mutex;
+int parts_holding_pool = 0;
+
+void hold_pool(int threads) {
+    std::lock_guard<std::mutex> lock(pool_mutex);
+    auto *pool = executorch::extension::threadpool::get_threadpool();
+    if (parts_holding_pool == 0 && pool->get_thread_count() != static_cast<size_t>(threads))
+        pool->_unsafe_reset_threadpool(static_cast<uint32_t>(threads));
+    ++parts_holding_pool;
+}
+
+void release_pool() {
+    std::lock_guard<std::mutex> lock(pool_mutex);
+    --parts_holding_pool;
+}
 }  // namespace
 
 TensorPart::TensorPart(const std::string &path, const PartSpec &spec, int threads) : impl_(new Impl) {
     quiet_executorch_logs();
     impl_->single_threaded = threads == 1;
-    if (threads > 1) {
-        auto *pool = executorch::extension::threadpool::get_threadpool();
-        if (pool->get_thread_count() != static_cast<size_t>(threads)) pool->_unsafe_reset_threadpool(static_cast<uint32_t>(threads));
+    if (!impl_->single_threaded) {
+        hold_pool(threads);
+        impl_->holds_pool = true;  // released by ~Impl, also when loading below fails
     }
     std::optional<executorch::extension::threadpool::NoThreadPoolGuard> guard;
     if (impl_->single_threaded) guard.emplace();
@@ -85,6 +103,11 @@ TensorPart::TensorPart(const std::string &path, const PartSpec &spec, int thread
 }
 
 TensorPart::~TensorPart() = default;
+
+TensorPart::Impl::~Impl() {
+    module.reset();  // the method goes before the pool is let go
+    if (holds_pool) release_pool();
+}
 
 Tensor TensorPart::run(const Tensor &input) {
     if (input.shape.empty() || input.shape[0] < 1) fail(MMEDGE_ERR_INTERNAL, impl_->label + ": an empty input");

@@ -18,7 +18,8 @@ struct Tensor {
 
 class TensorPart {
 public:
-    // `threads`: 1 runs without ExecuTorch's thread pool; more resizes the process-wide pool.
+    // `threads`: 1 runs without ExecuTorch's thread pool; more runs on the process-wide pool, sized
+    // to `threads` unless another loaded part holds it (then it keeps its size).
     TensorPart(const std::string &path, const PartSpec &spec, int threads);
     ~TensorPart();
     Tensor run(const Tensor &input);

@@ -144,7 +144,7 @@ def _bundle_info(pipe: Pipeline) -> dict:
         placement = pipe.placements[role]
         parts.append({"role": role, "kind": part.kind, "precision": part.precision, "target": part_target(part),
                       "file": part.file, "size_bytes": part.size_bytes, "provider": placement.provider,
-                      "device": placement.device})
+                      "device": placement.device, "threads": pipe.part_threads[role]})
     return {"family": m.family, "architecture": m.architecture, "modality": m.modality, "parts": parts,
             "n_ctx": pipe.llm.n_ctx, "llm_threads": pipe.llm.n_threads, "placement_notes": list(pipe.placement_notes)}
 
