@@ -45,11 +45,11 @@ LLAMA_LIB=$DEPS/llama/lib
 cmake -S native -B "$OUT/mmedge" $GEN -DCMAKE_TOOLCHAIN_FILE="$TOOLCHAIN" \
   -DMMEDGE_EXECUTORCH_ROOT="$PWD/$DEPS/executorch" -DMMEDGE_LLAMA_INCLUDE="$PWD/$DEPS/llama/include" \
   -DMMEDGE_LLAMA_LIB="$PWD/$LLAMA_LIB" -DMMEDGE_RPATH_ORIGIN=ON >/dev/null
-cmake --build "$OUT/mmedge" --target mmedge-run >/dev/null
+cmake --build "$OUT/mmedge" --target mmedge-run mmedge-gguf-check >/dev/null
 
-# The folder to copy to the board: the CLI, libmmedge and every library it loads, found by $ORIGIN.
+# The folder to copy to the board: the CLIs, libmmedge and every library it loads, found by $ORIGIN.
 rm -rf "$OUT/dist" && mkdir -p "$OUT/dist/lib"
-cp "$OUT/mmedge/mmedge-run" "$OUT/dist/"
+cp "$OUT/mmedge/mmedge-run" "$OUT/mmedge/mmedge-gguf-check" "$OUT/dist/"
 cp -P "$OUT/mmedge/libmmedge.so" "$PWD/$LLAMA_LIB"/lib*.so* "$OUT/dist/lib/"  # -P: the .so.0 links stay links
 for lib in executorch executorch_backend_xnnpack executorch_kernels_optimized executorch_threadpool; do
   cp "$DEPS/executorch/lib/lib$lib.so" "$OUT/dist/lib/"

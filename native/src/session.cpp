@@ -7,6 +7,7 @@
 #include <sched.h>
 
 #include "error.hpp"
+#include "gguf_check.hpp"
 #include "sampling.hpp"
 #include "utf8.hpp"
 
@@ -74,6 +75,8 @@ Session::Session(const std::string &bundle_dir, const mmedge_params &params) {
     if (!resample_supported(bundle_.preprocess.resample))
         fail(MMEDGE_ERR_UNSUPPORTED, "preprocess.image.resample: '" + bundle_.preprocess.resample +
                                          "' is not a filter the native runtime implements (box, bilinear, hamming, bicubic, lanczos)");
+    // llama.cpp's GGUF loader trusts the header it reads: it is checked first, as in Python.
+    check_gguf_file(bundle_.root + "/" + bundle_.llm.file);
     int threads = params.n_threads ? params.n_threads : usable_cores();
     encoder_ = std::make_unique<TensorPart>(bundle_.root + "/" + bundle_.encoder.file, bundle_.encoder, threads);
     projector_ = std::make_unique<TensorPart>(bundle_.root + "/" + bundle_.projector.file, bundle_.projector, threads);

@@ -57,6 +57,11 @@ bool decode(const std::string &bytes, std::string &out, bool strict) {
 
 }  // namespace
 
+bool is_utf8(const std::string &bytes) {
+    std::string out;
+    return decode(bytes, out, true);
+}
+
 std::string decode_utf8_replacing(const std::string &bytes) {
     std::string out;
     decode(bytes, out, false);

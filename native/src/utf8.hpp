@@ -11,6 +11,9 @@ namespace mmedge {
 // Returns the text to emit now and leaves the bytes to keep in `pending`.
 std::string take_utf8(std::string &pending);
 
+// Whether `bytes` is well-formed UTF-8 (what Python's strict decode accepts).
+bool is_utf8(const std::string &bytes);
+
 // Every byte decoded, ill-formed sequences replaced (used for what is left at the end).
 std::string decode_utf8_replacing(const std::string &bytes);
 

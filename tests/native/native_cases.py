@@ -79,6 +79,17 @@ def _symlink_manifest(bundle: Path) -> None:
     os.symlink(real, bundle / "manifest.json")
 
 
+def _hostile_gguf(case: str):
+    """The LLM replaced by a hostile header of tests/gguf_cases.py, the manifest rehashed to match."""
+    def apply(bundle: Path) -> None:
+        from ..gguf_cases import SPEC_CASES
+
+        spec = {name: spec for name, spec, _ in SPEC_CASES}[case]
+        _part(bundle, "llm").write_bytes(spec.build())
+        _rehash(bundle, "llm")
+    return apply
+
+
 def _manifest_is_a_folder(bundle: Path) -> None:
     (bundle / "manifest.json").unlink()
     (bundle / "manifest.json").mkdir()
@@ -158,8 +169,11 @@ BUNDLE_CASES = {
     "encoder-onnx": (_set("parts.vision_encoder.kind", "onnx"), "MMEDGE_ERR_UNSUPPORTED"),
     "pte-truncated-rehashed": (_truncate("vision_encoder", 0.5), "MMEDGE_ERR_BACKEND"),
     "pte-head-overwritten-rehashed": (_overwrite("projector", 0.0), "MMEDGE_ERR_BACKEND"),
-    "gguf-truncated-rehashed": (_truncate("llm", 0.7), "MMEDGE_ERR_BACKEND"),
-    "gguf-magic-overwritten-rehashed": (_overwrite("llm", 0.0), "MMEDGE_ERR_BACKEND"),
+    "gguf-truncated-rehashed": (_truncate("llm", 0.7), "MMEDGE_ERR_FORMAT"),
+    "gguf-magic-overwritten-rehashed": (_overwrite("llm", 0.0), "MMEDGE_ERR_FORMAT"),
+    "gguf-dims-overflow-int64-rehashed": (_hostile_gguf("tensor-dims-product-overflows-int64"), "MMEDGE_ERR_FORMAT"),
+    "gguf-2^61-strings-rehashed": (_hostile_gguf("array-count-2^61-strings"), "MMEDGE_ERR_FORMAT"),
+    "gguf-bos-outside-vocabulary-rehashed": (_hostile_gguf("bos-id-out-of-range"), "MMEDGE_ERR_FORMAT"),
 }
 
 WIDE = (b"\x80" * 3 * 20, 20, 20)  # a valid 20x20 grey image
