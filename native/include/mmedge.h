@@ -32,7 +32,7 @@ extern "C" {
 #define MMEDGE_API __attribute__((visibility("default")))
 #endif
 
-#define MMEDGE_ABI_VERSION 1
+#define MMEDGE_ABI_VERSION 2
 
 typedef enum mmedge_status {
     MMEDGE_OK = 0,
@@ -46,7 +46,8 @@ typedef enum mmedge_status {
     MMEDGE_ERR_IMAGE = 8,            /* an image buffer of bad size, stride or pixel count */
     MMEDGE_ERR_PROMPT = 9,           /* markers != images, a prompt longer than the context, an empty prompt */
     MMEDGE_ERR_STOPPED = 10,         /* not an error: the token callback asked to stop (tokens so far are kept) */
-    MMEDGE_ERR_INTERNAL = 11         /* a bug: please report it with mmedge_last_error() */
+    MMEDGE_ERR_INTERNAL = 11,        /* a bug: please report it with mmedge_last_error() */
+    MMEDGE_ERR_FORMAT = 12           /* a part file malformed for its kind (a GGUF header), refused before its backend reads it */
 } mmedge_status;
 
 typedef struct mmedge_context mmedge_context; /* one opened bundle */
@@ -69,9 +70,10 @@ typedef struct mmedge_image {
 typedef struct mmedge_generation_params {
     int32_t max_new_tokens;  /* default 128 */
     int32_t min_new_tokens;  /* end-of-generation tokens are banned before this many; default 0 */
-    float temperature;       /* 0 = greedy (the default); > 0 samples (not numpy's random stream: see README) */
+    double temperature;      /* 0 = greedy (the default); > 0 samples: numpy's algorithm and random stream, so a
+                              * seed draws the tokens the Python runtime draws */
     int32_t top_k;           /* 0 = off */
-    float top_p;             /* 1 = off */
+    double top_p;            /* 1 = off */
     uint64_t seed;
     int32_t raw_prompt;      /* 1: the prompt is used as is (one marker per image), no chat template */
 } mmedge_generation_params;

@@ -14,8 +14,9 @@ from pathlib import Path
 
 STATUS_NAMES = ("MMEDGE_OK", "MMEDGE_ERR_INVALID_ARGUMENT", "MMEDGE_ERR_IO", "MMEDGE_ERR_MANIFEST", "MMEDGE_ERR_VERSION",
                 "MMEDGE_ERR_INTEGRITY", "MMEDGE_ERR_UNSUPPORTED", "MMEDGE_ERR_BACKEND", "MMEDGE_ERR_IMAGE",
-                "MMEDGE_ERR_PROMPT", "MMEDGE_ERR_STOPPED", "MMEDGE_ERR_INTERNAL")
+                "MMEDGE_ERR_PROMPT", "MMEDGE_ERR_STOPPED", "MMEDGE_ERR_INTERNAL", "MMEDGE_ERR_FORMAT")
 OK, STOPPED = 0, 10
+ABI_VERSION = 2  # MMEDGE_ABI_VERSION of the header these structures mirror
 
 
 class Params(ctypes.Structure):
@@ -29,8 +30,8 @@ class Image(ctypes.Structure):
 
 
 class GenerationParams(ctypes.Structure):
-    _fields_ = [("max_new_tokens", ctypes.c_int32), ("min_new_tokens", ctypes.c_int32), ("temperature", ctypes.c_float),
-                ("top_k", ctypes.c_int32), ("top_p", ctypes.c_float), ("seed", ctypes.c_uint64),
+    _fields_ = [("max_new_tokens", ctypes.c_int32), ("min_new_tokens", ctypes.c_int32), ("temperature", ctypes.c_double),
+                ("top_k", ctypes.c_int32), ("top_p", ctypes.c_double), ("seed", ctypes.c_uint64),
                 ("raw_prompt", ctypes.c_int32)]
 
 
@@ -64,6 +65,9 @@ class NativeResult:
 class NativeRuntime:
     def __init__(self, lib_path: str | Path):
         lib = ctypes.CDLL(str(lib_path))
+        if lib.mmedge_abi_version() != ABI_VERSION:  # the structures below would be read with the wrong layout
+            raise NativeError(1, f"{lib_path} has ABI version {lib.mmedge_abi_version()}, this binding reads {ABI_VERSION}: "
+                                 "rebuild native/ (./setup.sh) or use the binding beside that build")
         lib.mmedge_params_default.restype = Params
         lib.mmedge_generation_params_default.restype = GenerationParams
         lib.mmedge_open.argtypes = [ctypes.c_char_p, ctypes.POINTER(Params), ctypes.POINTER(ctypes.c_void_p)]

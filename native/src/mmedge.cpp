@@ -58,9 +58,9 @@ mmedge_generation_params mmedge_generation_params_default(void) {
     mmedge_generation_params p;
     p.max_new_tokens = 128;
     p.min_new_tokens = 0;
-    p.temperature = 0.0f;
+    p.temperature = 0.0;
     p.top_k = 0;
-    p.top_p = 1.0f;
+    p.top_p = 1.0;
     p.seed = 0;
     p.raw_prompt = 0;
     return p;
@@ -146,6 +146,7 @@ const char *mmedge_status_name(mmedge_status status) {
         case MMEDGE_ERR_PROMPT: return "MMEDGE_ERR_PROMPT";
         case MMEDGE_ERR_STOPPED: return "MMEDGE_ERR_STOPPED";
         case MMEDGE_ERR_INTERNAL: return "MMEDGE_ERR_INTERNAL";
+        case MMEDGE_ERR_FORMAT: return "MMEDGE_ERR_FORMAT";
     }
     return "MMEDGE_ERR_UNKNOWN";
 }

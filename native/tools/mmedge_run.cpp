@@ -1,6 +1,7 @@
 // mmedge-run BUNDLE --image x.png [--image y.jpg] --prompt "..." : the C ABI from the command line.
 // Streams the answer to stdout; --json prints one JSON object (tokens, text, stats) instead.
 // Exit codes: 0 done, 2 a refused bundle / input (the message says what to do), 1 usage.
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -57,9 +58,19 @@ bool parse_int(const char *text, long lo, long hi, int32_t &out) {
     return true;
 }
 
-bool parse_float(const char *text, float &out) {
+// A seed as the Python runtime takes it: 0 .. 2^63 - 1.
+bool parse_seed(const char *text, uint64_t &out) {
     char *end = nullptr;
-    out = std::strtof(text, &end);
+    errno = 0;
+    unsigned long long v = std::strtoull(text, &end, 10);
+    if (!*text || *end || *text == '-' || errno == ERANGE || v > 0x7FFFFFFFFFFFFFFFULL) return false;
+    out = v;
+    return true;
+}
+
+bool parse_float(const char *text, double &out) {
+    char *end = nullptr;
+    out = std::strtod(text, &end);
     return *text && !*end;
 }
 
@@ -98,7 +109,7 @@ int main(int argc, char **argv) {
         else if (a == "--temperature") { ok = parse_float(value, gen.temperature); ++i; }
         else if (a == "--top-k") { ok = parse_int(value, 0, 1 << 30, gen.top_k); ++i; }
         else if (a == "--top-p") { ok = parse_float(value, gen.top_p); ++i; }
-        else if (a == "--seed") { int32_t s; ok = parse_int(value, 0, 2147483647L, s); gen.seed = static_cast<uint64_t>(s); ++i; }
+        else if (a == "--seed") { ok = parse_seed(value, gen.seed); ++i; }
         else if (a == "--threads") { ok = parse_int(value, 0, 4096, params.n_threads); ++i; }
         else if (a == "--ctx") { ok = parse_int(value, 0, 1 << 24, params.n_ctx); ++i; }
         else if (a == "--batch") { ok = parse_int(value, 1, 1 << 20, params.n_batch); ++i; }

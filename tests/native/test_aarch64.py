@@ -56,3 +56,31 @@ def test_under_qemu_a_bad_bundle_is_refused_by_name(tmp_path):
     proc = _run(["qemu-aarch64", "-L", SYSROOT, str(require_build(DIST / "mmedge-run"))], tmp_path / "nowhere",
                 "--prompt", "Hi")
     assert proc.returncode == 2 and proc.stderr.strip().startswith("error: MMEDGE_ERR_MANIFEST:")
+
+
+def test_under_qemu_seeded_sampling_draws_the_x86_tokens(et_bundle, photos, tmp_path):
+    """numpy's PCG64 port (128-bit arithmetic) on arm64: the same seeded draws as on x86-64."""
+    args = ["--image", _ppm(photos["coffee"], tmp_path / "c.ppm"), "--prompt", "What is this?", "--max-tokens", N,
+            "--min-tokens", N, "--temperature", "0.9", "--top-k", "50", "--top-p", "0.95", "--seed", 2**40 + 3,
+            "--threads", "1", "--ctx", "1024", "--json"]
+    arm = _run(["qemu-aarch64", "-L", SYSROOT, str(require_build(DIST / "mmedge-run"))], et_bundle, *args)
+    x86 = _run([str(require_build(CLI))], et_bundle, *args)
+    assert arm.returncode == 0 and x86.returncode == 0, arm.stderr[-2000:] + x86.stderr[-2000:]
+    assert json.loads(arm.stdout)["tokens"] == json.loads(x86.stdout)["tokens"]
+
+
+def test_under_qemu_the_gguf_check_gives_the_x86_verdicts(tmp_path):
+    from ..gguf_builder import GgufSpec
+    from ..gguf_cases import SPEC_CASES
+
+    paths = [tmp_path / "valid.gguf"]
+    paths[0].write_bytes(GgufSpec().build())
+    for case, spec, _ in SPEC_CASES:
+        paths.append(tmp_path / f"{case}.gguf")
+        paths[-1].write_bytes(spec.build())
+    arm = subprocess.run(["qemu-aarch64", "-L", SYSROOT, str(require_build(DIST / "mmedge-gguf-check")), *map(str, paths)],
+                         capture_output=True, text=True, timeout=600)
+    x86 = subprocess.run([str(require_build(CLI.parent / "mmedge-gguf-check")), *map(str, paths)], capture_output=True,
+                         text=True, timeout=600)
+    assert arm.returncode == x86.returncode == 2
+    assert arm.stdout == x86.stdout and arm.stdout.startswith("ok\t") and arm.stdout.count("\nrefused\t") == len(SPEC_CASES)
