@@ -13,7 +13,7 @@ from typing import Callable
 
 from . import __version__
 from .errors import MmedgeError, ServeError
-from .manifest import TENSOR_ROLES
+from .verification_report import print_verification
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -60,7 +60,7 @@ def cmd_export(args) -> int:
     )
     manifest = export_bundle(cfg, Progress(enabled=not args.quiet))
     print(f"bundle written: {args.output}")
-    _print_verification(manifest.verification)
+    print_verification(manifest.verification)
     return 0
 
 
@@ -83,42 +83,8 @@ def cmd_verify(args) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        _print_verification(report)
+        print_verification(report)
     return 0 if report["passed"] else 1
-
-
-def _print_verification(report: dict) -> None:
-    if not report or report.get("skipped"):
-        print("verification: skipped")
-        return
-    print(f"preprocess      max|diff| {report['preprocess']['max_abs_diff']:.3g} over {report['preprocess']['images']} inputs")
-    tensor_roles = [r for r in TENSOR_ROLES if r in report]
-    for part in tensor_roles:
-        r = report[part]
-        print(f"{part:<15} {r['precision']:<11} cosine {r['cosine']:.6f}  max|diff| {r['max_abs_diff']:.3g}  "
-              f"floor {r['floor']['min_cosine']}  {'ok' if r['passed'] else 'BELOW FLOOR'}")
-    r = report["llm"]
-    print(f"{'llm':<15} {r['precision']:<11} top-1 {r['top1_agreement']:.3f} over {r['positions']} positions  "
-          f"last-logit max|diff| {r['last_logit_max_abs_diff']:.3g}  floor {r['floor']['min_top1']}  "
-          f"{'ok' if r['passed'] else 'BELOW FLOOR'}")
-    for role, alts in report.get("alternatives", {}).items():
-        for r in alts:
-            print(f"{role:<15} {r['precision']:<11} cosine {r['cosine']:.6f}  max|diff| {r['max_abs_diff']:.3g}  "
-                  f"floor {r['floor']['min_cosine']}  {'ok' if r['passed'] else 'BELOW FLOOR'}  ({r['target']} variant)")
-    for part in tensor_roles:
-        if report[part].get("runtime_parity"):
-            print(f"{'':<15} {part}: {report[part]['method']}; runtime parity {report[part]['runtime_parity']}")
-    if report.get("end_to_end_unverified"):
-        print(f"end to end      not run here: {report['end_to_end_unverified']}")
-        return
-    for case in report["end_to_end"]:
-        print(f"end to end      {case['case']}: {case['greedy_tokens_equal']}/{case['greedy_tokens_total']} greedy tokens equal "
-              f"(prompt tokens {'equal' if case['prompt_tokens_equal'] else 'DIFFER'})")
-    print(f"tokens identical: {report['greedy_tokens_equal']}/{report['greedy_tokens_total']}")
-    if report.get("providers"):
-        print("ran on          " + ", ".join(f"{role} {p}" for role, p in report["providers"].items()))
-    for note in report.get("placement_notes", []):
-        print(f"warning         {note}")
 
 
 # -- run --------------------------------------------------------------------------------------
@@ -248,7 +214,7 @@ def cmd_inspect(args) -> int:
     print(f"prompt   chat template: {'yes' if m.prompt.chat_template else 'no (images, then text)'}; BOS: {m.prompt.add_bos}")
     if m.verification:
         print("verification (at export):")
-        _print_verification(m.verification)
+        print_verification(m.verification)
     return 0
 
 
