@@ -54,6 +54,19 @@ bool read_ppm(const std::string &bytes, DecodedImage &out, std::string &error) {
 }
 
 #ifdef MMEDGE_WITH_PNG
+// One channel of Pillow's Image.alpha_composite (libImaging/AlphaComposite.c) with an opaque white
+// background, to the bit: 7 fraction bits and its rounded division by 255.
+uint8_t over_white(uint32_t value, uint32_t alpha) {
+    if (alpha == 0) return 255;
+    constexpr uint32_t kPrecisionBits = 7, kWhite = 255, kBackgroundAlpha = 255;
+    uint32_t blend = kBackgroundAlpha * (255 - alpha);
+    uint32_t outa255 = alpha * 255 + blend;
+    uint32_t coef1 = alpha * 255 * 255 * (1u << kPrecisionBits) / outa255;
+    uint32_t coef2 = 255 * (1u << kPrecisionBits) - coef1;
+    uint32_t tmp = value * coef1 + kWhite * coef2 + (0x80u << kPrecisionBits);
+    return static_cast<uint8_t>((((tmp >> 8) + tmp) >> 8) >> kPrecisionBits);
+}
+
 bool read_png(const std::string &bytes, DecodedImage &out, std::string &error) {
     png_image image;
     std::memset(&image, 0, sizeof(image));
@@ -67,14 +80,20 @@ bool read_png(const std::string &bytes, DecodedImage &out, std::string &error) {
         error = "the header claims " + std::to_string(image.width) + "x" + std::to_string(image.height) + " pixels, over the limit";
         return false;
     }
-    image.format = PNG_FORMAT_RGB;
-    out.rgb.resize(PNG_IMAGE_SIZE(image));
-    if (!png_image_finish_read(&image, nullptr, out.rgb.data(), 0, nullptr)) {
+    // RGBA, then onto white as the Python runtime does (transformers' convert_to_rgb:
+    // Image.alpha_composite over a white RGBA background, then the alpha dropped). libpng's own
+    // compositing (PNG_FORMAT_RGB) would put the image on black.
+    image.format = PNG_FORMAT_RGBA;
+    std::vector<uint8_t> rgba(PNG_IMAGE_SIZE(image));
+    if (!png_image_finish_read(&image, nullptr, rgba.data(), 0, nullptr)) {
         error = std::string("a damaged PNG (") + image.message + ")";
         return false;
     }
     out.width = static_cast<int>(image.width);
     out.height = static_cast<int>(image.height);
+    out.rgb.resize(rgba.size() / 4 * 3);
+    for (size_t i = 0, n = rgba.size() / 4; i < n; ++i)
+        for (int c = 0; c < 3; ++c) out.rgb[3 * i + c] = over_white(rgba[4 * i + c], rgba[4 * i + 3]);
     return true;
 }
 #endif

@@ -1,6 +1,8 @@
 // Image files for the CLI: binary PPM always, PNG and JPEG when built with libpng / libjpeg.
-// Decoded to packed RGB8; grey images are spread to three channels; PNG alpha is composited onto
-// black by libpng's simplified API (the Python runtime follows transformers: see README).
+// Decoded to packed RGB8 as the Python runtime decodes them: grey spread to three channels, PNG
+// palettes expanded, PNG alpha composited onto white with Pillow's arithmetic (transformers'
+// convert_to_rgb). Not matched: 16-bit PNGs and PNGs with a gAMA chunk (libpng's simplified API
+// converts those to sRGB 8-bit; Pillow keeps the stored values).
 #pragma once
 
 #include <cstdint>

@@ -154,3 +154,31 @@ def test_the_cli_reads_png_and_jpeg_and_gives_the_same_tokens(python_pipeline, e
     out = json.loads(proc.stdout)
     assert out["tokens"] == expected.tokens and out["text"] == expected.text
     assert out["stats"]["prompt_positions"] == expected.stats.prompt_positions
+
+
+def _png_modes(photo) -> dict:
+    """The photo as PNGs of the modes people save: alpha that varies across the image (RGBA, LA),
+    a palette with a transparent entry, grey, and 16-bit grey."""
+    rgb = photo.convert("RGB").resize((96, 64))
+    alpha = Image.linear_gradient("L").resize(rgb.size)  # 0 at the top to 255 at the bottom
+    rgba = rgb.copy()
+    rgba.putalpha(alpha)
+    la = rgb.convert("L")
+    la.putalpha(alpha)
+    palette = rgb.quantize(16)
+    palette.info["transparency"] = 3
+    return {"rgba": rgba, "la": la, "palette-transparent": palette, "grey": rgb.convert("L")}
+
+
+@pytest.mark.parametrize("mode", ["rgba", "la", "palette-transparent", "grey"])
+def test_the_cli_reads_pngs_as_the_python_runtime_does(python_pipeline, et_bundle, photos, tmp_path, mode):
+    """Alpha is composited onto white with Pillow's integer arithmetic, as transformers' convert_to_rgb
+    (which the Python runtime follows) does; palettes and grey expand as Pillow expands them."""
+    path = tmp_path / f"{mode}.png"
+    _png_modes(photos["astronaut"])[mode].save(path)
+    expected = _python(python_pipeline, [str(path)], "What is this?")
+    proc = subprocess.run([str(require_build(CLI)), str(et_bundle), "--image", str(path), "--prompt", "What is this?",
+                           "--max-tokens", str(N), "--min-tokens", str(N), "--exact", "--threads", "1", "--ctx", "1024",
+                           "--json"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["tokens"] == expected.tokens
