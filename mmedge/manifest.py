@@ -112,7 +112,7 @@ class PromptSpec:
     first_position: int = 0
     # The chat template flattened for runtimes without Jinja (native/): a single user turn renders
     # as before + image * n_images + text + after (`image` null: the template places images some
-    # other way, so prompts must carry markers). Derived and checked at export (runtime/prompt.py
+    # other way, so prompts must carry markers; `strip`: the text is stripped first, as str.strip). Derived and checked at export (runtime/prompt.py
     # `single_turn_frame`); null when the template cannot be flattened, absent in older bundles.
     single_turn: dict | None = None
 
@@ -141,9 +141,11 @@ def _single_turn(value: dict | None) -> dict | None:
     where = "prompt.single_turn"
     frame = {"before": _get(value, "before", str, where), "after": _get(value, "after", str, where),
              "image": _get(value, "image", (str, type(None)), where, True, None)}
-    unknown = sorted(set(value) - set(frame))
+    if _get(value, "strip", bool, where, True, False):  # the template trims the user text; kept only when so
+        frame["strip"] = True
+    unknown = sorted(set(value) - set(frame) - {"strip"})
     if unknown:
-        raise ManifestError(f"{where}: unknown fields {unknown}; expected before, after, image")
+        raise ManifestError(f"{where}: unknown fields {unknown}; expected before, after, image, strip")
     return frame
 
 

@@ -123,7 +123,8 @@ def single_turn_frame(spec: PromptSpec, slot: ImageSlotSpec | AudioSlotSpec, con
     """The chat template of one user turn flattened to strings, for runtimes without Jinja
     (native/): `before + text + after` when the text carries its markers, and
     `before + image * k + text + after` when the template places k inputs (`image` None when it
-    does not place them that way). None when the template is not such a frame. Every probe is
+    does not place them that way); with `strip`, the text is stripped first, as templates that
+    `trim` the message do (Gemma 3's). None when the template is not such a frame. Every probe is
     rendered both ways and compared, so a frame that is stored is exact for them."""
     def render(text: str, n: int) -> str:
         return format_prompt(text, n, spec, slot, content_type=content_type)
@@ -133,18 +134,24 @@ def single_turn_frame(spec: PromptSpec, slot: ImageSlotSpec | AudioSlotSpec, con
         if rendered.count(_FRAME_SENTINEL) != 1:
             return None
         before, after = rendered.split(_FRAME_SENTINEL)
+        strip = render(_FRAME_PROBES[1], 0) == before + _FRAME_PROBES[1].strip() + after  # the template trims
+
+        def user(text: str) -> str:
+            return text.strip() if strip else text
+
         for probe in _FRAME_PROBES:
-            if render(probe, 0) != before + probe + after or render(slot.marker + probe, 1) != before + slot.marker + probe + after:
+            if (render(probe, 0) != before + user(probe) + after
+                    or render(slot.marker + probe, 1) != before + user(slot.marker + probe) + after):
                 return None
         with_one = render(_FRAME_SENTINEL, 1)
         image = None
         if with_one.startswith(before) and with_one.endswith(_FRAME_SENTINEL + after) and with_one.count(_FRAME_SENTINEL) == 1:
             image = with_one[len(before): len(with_one) - len(_FRAME_SENTINEL + after)]
-            if not image or any(render(p, k) != before + image * k + p + after for k in (1, 2, 3) for p in _FRAME_PROBES):
+            if not image or any(render(p, k) != before + image * k + user(p) + after for k in (1, 2, 3) for p in _FRAME_PROBES):
                 image = None
     except PromptError:  # a template that refuses some probe is not a frame
         return None
-    return {"before": before, "after": after, "image": image}
+    return {"before": before, "after": after, "image": image, **({"strip": True} if strip else {})}
 
 
 def format_chat(turns: list[tuple[str, str]], spec: PromptSpec) -> str:

@@ -12,9 +12,10 @@
  *    next call on the same thread);
  *  - handles are opaque; one handle is used by one thread at a time (open several for parallelism).
  *
- * What runs natively: bundles whose encoder and projector are ExecuTorch (.pte) parts, image
- * layout "single" with causal attention (LLaVA-style families), and a GGUF LLM. Anything else is
- * refused at open with MMEDGE_ERR_UNSUPPORTED and a message naming the part or section.
+ * What runs natively: bundles whose encoder and projector are ExecuTorch (.pte) parts, one view
+ * per image (layout "single", LLaVA-style, or "single-wrapped", Gemma 3) with causal attention or
+ * bidirectional image runs (Gemma 3), and a GGUF LLM. Anything else is refused at open with
+ * MMEDGE_ERR_UNSUPPORTED and a message naming the part or section.
  */
 #ifndef MMEDGE_H
 #define MMEDGE_H

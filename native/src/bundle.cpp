@@ -223,7 +223,15 @@ void read_sections(const Value &m, Bundle &b) {
     s.tokens_per_image = static_cast<int32_t>(integer(image, "tokens_per_image", "image", 1, 1 << 20));
     s.embedding_dim = static_cast<int32_t>(integer(image, "embedding_dim", "image", 1, 1 << 20));
     if (const Value *a = optional(image, "attention", Kind::String, "image")) s.attention = a->string;
-    if (const Value *layout = optional(image, "layout", Kind::Object, "image")) s.layout = text(*layout, "kind", "image.layout");
+    if (const Value *layout = optional(image, "layout", Kind::Object, "image")) {
+        s.layout = text(*layout, "kind", "image.layout");
+        if (s.layout == "single-wrapped") {
+            s.image_token = text(*layout, "image_token", "image.layout");
+            s.before = text(*layout, "before", "image.layout");
+            s.after = text(*layout, "after", "image.layout");
+            if (s.image_token.empty()) fail(MMEDGE_ERR_MANIFEST, "image.layout.image_token: empty; re-export the bundle");
+        }
+    }
     if (const Value *d = optional(image, "embedding_divisor", Kind::Number, "image")) s.embedding_divisor = d->number;
     if (!(s.embedding_divisor > 0)) fail(MMEDGE_ERR_MANIFEST, "image.embedding_divisor: expected a positive number");
 
@@ -278,6 +286,7 @@ void read_sections(const Value &m, Bundle &b) {
             f.places_images = true;
             f.image = img->string;
         }
+        if (const Value *strip = optional(*turn, "strip", Kind::Bool, "prompt.single_turn")) f.strip = strip->boolean;
     }
 }
 
@@ -285,12 +294,12 @@ void read_sections(const Value &m, Bundle &b) {
 void select_runnable(Bundle &b) {
     if (b.modality != "image")
         fail(MMEDGE_ERR_UNSUPPORTED, "manifest.modality: the native runtime runs image bundles; this one is " + b.modality);
-    if (b.slot.layout != "single")
-        fail(MMEDGE_ERR_UNSUPPORTED, "image.layout.kind: the native runtime runs the 'single' layout (one view per image, "
-                                     "LLaVA-style); this bundle's is '" + b.slot.layout + "': use the Python runtime");
-    if (b.slot.attention != "causal")
-        fail(MMEDGE_ERR_UNSUPPORTED, "image.attention: the native runtime decodes images causally; this bundle needs '" +
-                                         b.slot.attention + "': use the Python runtime");
+    if (b.slot.layout != "single" && b.slot.layout != "single-wrapped")
+        fail(MMEDGE_ERR_UNSUPPORTED, "image.layout.kind: the native runtime runs one view per image ('single', LLaVA-style, "
+                                     "and 'single-wrapped', Gemma 3); this bundle's is '" + b.slot.layout + "': use the Python runtime");
+    if (b.slot.attention != "causal" && b.slot.attention != "bidirectional-image")
+        fail(MMEDGE_ERR_UNSUPPORTED, "image.attention: the native runtime decodes images causally or each image run both ways "
+                                     "('bidirectional-image'); this bundle needs '" + b.slot.attention + "': use the Python runtime");
     for (const char *role : {"vision_encoder", "projector"}) {
         const PartSpec *chosen = nullptr;
         std::string kinds;

@@ -39,6 +39,8 @@ struct ImageSlot {
     int32_t embedding_dim = 0;
     std::string attention = "causal";
     std::string layout = "single";
+    // "single-wrapped" (Gemma 3): each marker becomes before + image_token x tokens_per_image + after.
+    std::string image_token, before, after;
     double embedding_divisor = 1.0;
 };
 
@@ -46,6 +48,7 @@ struct PromptFrame {
     bool present = false;  // the manifest has prompt.single_turn (exports since the native runtime)
     std::string before, after;
     bool places_images = false;  // `image` is set: a prompt without markers gets image * n first
+    bool strip = false;          // the template trims the user text (Gemma 3's): str.strip() it first
     std::string image;
     bool add_bos = true;
     bool prepend_space = false;

@@ -158,10 +158,21 @@ std::vector<float> Llm::decode_tokens(const std::vector<int32_t> &tokens, bool w
     });
 }
 
-std::vector<float> Llm::decode_embeddings(const float *rows, int n, bool want_last) {
-    return decode_rows(n, n_embd_, want_last, [&](llama_batch &b, int start, int m) {
+std::vector<float> Llm::decode_embeddings(const float *rows, int n, bool want_last, bool causal) {
+    auto fill = [&](llama_batch &b, int start, int m) {
         std::memcpy(b.embd, rows + static_cast<size_t>(start) * n_embd_, sizeof(float) * static_cast<size_t>(m) * n_embd_);
-    });
+    };
+    if (causal) return decode_rows(n, n_embd_, want_last, fill);
+    if (n > n_batch_)
+        fail(MMEDGE_ERR_PROMPT, "a run of " + std::to_string(n) + " positions must be decoded bidirectionally in one batch, but the "
+                                "batch holds " + std::to_string(n_batch_) + "; raise n_batch to at least " + std::to_string(n));
+    // Back to causal however the decode ends (a stop, an error): text after the run is causal.
+    struct CausalAgain {
+        llama_context *ctx;
+        ~CausalAgain() { llama_set_causal_attn(ctx, true); }
+    } restore{ctx_};
+    llama_set_causal_attn(ctx_, false);
+    return decode_rows(n, n_embd_, want_last, fill);
 }
 
 }  // namespace mmedge

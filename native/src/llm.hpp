@@ -44,7 +44,9 @@ public:
     void reset(int first_position);
     // Append tokens / rows [n, n_embd]; with want_last, returns the last row's logits.
     std::vector<float> decode_tokens(const std::vector<int32_t> &tokens, bool want_last);
-    std::vector<float> decode_embeddings(const float *rows, int n, bool want_last);
+    // causal = false: the rows attend to each other both ways (and to everything before them), in
+    // one batch (MMEDGE_ERR_PROMPT if n > n_batch), as Gemma 3's image runs need.
+    std::vector<float> decode_embeddings(const float *rows, int n, bool want_last, bool causal = true);
 
     // Checked between graph nodes of multi-row batches (llama.cpp's abort callback) and before
     // every batch: a stop request lands within milliseconds.

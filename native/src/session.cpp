@@ -109,15 +109,17 @@ std::string Session::format(const std::string &prompt, int n_images, bool raw) c
                                     "to let the chat template place the images");
     const PromptFrame &f = bundle_.prompt;
     if (!f.present)
-        fail(MMEDGE_ERR_UNSUPPORTED, "prompt.single_turn: the bundle predates the native runtime's prompt frame; re-export it, "
-                                     "or give a raw prompt (raw_prompt = 1) already in the chat format");
-    if (found || n_images == 0) return f.before + prompt + f.after;
+        fail(MMEDGE_ERR_UNSUPPORTED, "prompt.single_turn: the bundle has no flattened chat template (exported before the native "
+                                     "runtime had one, or its template cannot be flattened to strings); re-export it, or give "
+                                     "a raw prompt (raw_prompt = 1) already in the chat format");
+    const std::string user = f.strip ? strip_whitespace(prompt) : prompt;
+    if (found || n_images == 0) return f.before + user + f.after;
     if (!f.places_images)
         fail(MMEDGE_ERR_PROMPT, "this bundle's chat template places images in a way the native runtime does not reproduce; put "
                                 "one '" + marker + "' in the prompt where each image goes");
     std::string images;
     for (int i = 0; i < n_images; ++i) images += f.image;
-    return f.before + images + prompt + f.after;
+    return f.before + images + user + f.after;
 }
 
 std::vector<int32_t> Session::tokenize_prompt(std::string text) const {
@@ -162,8 +164,12 @@ std::vector<int32_t> Session::generate(const std::vector<RgbImage> &images, cons
     const double t_start = now();
     const ImageSlot &slot = bundle_.slot;
     std::string text = format(prompt, static_cast<int>(images.size()), params.raw_prompt != 0);
-    std::string expansion;
-    for (int i = 0; i < slot.tokens_per_image; ++i) expansion += slot.marker;
+    // Each marker becomes the image's token positions (prompt.expand_media_markers; the layouts'
+    // text: runtime/layouts/single.py).
+    const bool wrapped = slot.layout == "single-wrapped";
+    std::string expansion = wrapped ? slot.before : "";
+    for (int i = 0; i < slot.tokens_per_image; ++i) expansion += wrapped ? slot.image_token : slot.marker;
+    if (wrapped) expansion += slot.after;
     std::vector<int32_t> ids = tokenize_prompt(replace_each(text, slot.marker, expansion));
 
     // The plan: runs of text tokens and of image rows, in prompt order (prompt.plan_tokens).
@@ -209,7 +215,8 @@ std::vector<int32_t> Session::generate(const std::vector<RgbImage> &images, cons
         for (size_t k = 0; k < plan.size(); ++k) {
             bool last = k + 1 == plan.size();
             const Run &run = plan[k];
-            logits = run.image ? llm_->decode_embeddings(&rows[static_cast<size_t>(run.first_row) * slot.embedding_dim], run.rows, last)
+            logits = run.image ? llm_->decode_embeddings(&rows[static_cast<size_t>(run.first_row) * slot.embedding_dim], run.rows,
+                                                         last, slot.attention == "causal")
                                : llm_->decode_tokens(run.tokens, last);
         }
         const double t_prefilled = now();

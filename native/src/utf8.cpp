@@ -1,5 +1,8 @@
 #include "utf8.hpp"
 
+#include <cstdint>
+#include <vector>
+
 namespace mmedge {
 
 namespace {
@@ -60,6 +63,41 @@ bool decode(const std::string &bytes, std::string &out, bool strict) {
 bool is_utf8(const std::string &bytes) {
     std::string out;
     return decode(bytes, out, true);
+}
+
+namespace {
+
+// str.isspace() in Python 3.11 (checked against it by the tests through the prompt frame).
+bool is_python_space(uint32_t cp) {
+    return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
+           (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000;
+}
+
+// The code point starting at text[i] of valid UTF-8, and its length.
+uint32_t code_point(const std::string &text, size_t i, size_t &length) {
+    unsigned char b = static_cast<unsigned char>(text[i]);
+    length = b < 0x80 ? 1 : b < 0xE0 ? 2 : b < 0xF0 ? 3 : 4;
+    uint32_t cp = length == 1 ? b : b & (0x7F >> length);
+    for (size_t k = 1; k < length; ++k) cp = (cp << 6) | (static_cast<unsigned char>(text[i + k]) & 0x3F);
+    return cp;
+}
+
+}  // namespace
+
+std::string strip_whitespace(const std::string &text) {
+    if (!is_utf8(text)) return text;
+    std::vector<size_t> starts;  // the first byte of every code point
+    for (size_t i = 0, n = 0; i < text.size(); i += n) {
+        starts.push_back(i);
+        code_point(text, i, n);
+    }
+    size_t first = 0, last = starts.size();
+    size_t n = 0;
+    while (first < last && is_python_space(code_point(text, starts[first], n))) ++first;
+    while (last > first && is_python_space(code_point(text, starts[last - 1], n))) --last;
+    if (first == last) return "";
+    size_t end = last < starts.size() ? starts[last] : text.size();
+    return text.substr(starts[first], end - starts[first]);
 }
 
 std::string decode_utf8_replacing(const std::string &bytes) {

@@ -14,6 +14,10 @@ std::string take_utf8(std::string &pending);
 // Whether `bytes` is well-formed UTF-8 (what Python's strict decode accepts).
 bool is_utf8(const std::string &bytes);
 
+// Python's str.strip() on UTF-8 text (what Jinja's `trim` does): the characters str.isspace()
+// takes, Unicode's included, cut from both ends. Text that is not valid UTF-8 is returned as is.
+std::string strip_whitespace(const std::string &text);
+
 // Every byte decoded, ill-formed sequences replaced (used for what is left at the end).
 std::string decode_utf8_replacing(const std::string &bytes);
 

@@ -165,7 +165,7 @@ BUNDLE_CASES = {
     "resample-nearest": (_set("preprocess.image.resample", "nearest"), "MMEDGE_ERR_UNSUPPORTED"),
     "image-std-zero": (_set("preprocess.image.image_std", [0, 1, 1]), "MMEDGE_ERR_MANIFEST"),
     "layout-tiles": (_set("image.layout", {"kind": "idefics3-tiles"}), "MMEDGE_ERR_UNSUPPORTED"),
-    "attention-bidirectional": (_set("image.attention", "bidirectional-image"), "MMEDGE_ERR_UNSUPPORTED"),
+    "attention-prefix": (_set("image.attention", "prefix"), "MMEDGE_ERR_UNSUPPORTED"),
     "encoder-onnx": (_set("parts.vision_encoder.kind", "onnx"), "MMEDGE_ERR_UNSUPPORTED"),
     "pte-truncated-rehashed": (_truncate("vision_encoder", 0.5), "MMEDGE_ERR_BACKEND"),
     "pte-head-overwritten-rehashed": (_overwrite("projector", 0.0), "MMEDGE_ERR_BACKEND"),
