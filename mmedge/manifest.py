@@ -112,8 +112,9 @@ class PromptSpec:
     first_position: int = 0
     # The chat template flattened for runtimes without Jinja (native/): a single user turn renders
     # as before + image * n_images + text + after (`image` null: the template places images some
-    # other way, so prompts must carry markers; `strip`: the text is stripped first, as str.strip). Derived and checked at export (runtime/prompt.py
-    # `single_turn_frame`); null when the template cannot be flattened, absent in older bundles.
+    # other way, so prompts must carry markers; `strip`: the text is stripped first, as str.strip).
+    # Derived and checked at export (runtime/prompt.py `single_turn_frame`); null when the template
+    # cannot be flattened, absent in older bundles.
     single_turn: dict | None = None
 
     def to_dict(self) -> dict:
