@@ -6,6 +6,7 @@
 #include <fstream>
 #include <iterator>
 #include <sstream>
+#include <vector>
 
 #ifdef MMEDGE_WITH_PNG
 #include <png.h>
@@ -67,33 +68,100 @@ uint8_t over_white(uint32_t value, uint32_t alpha) {
     return static_cast<uint8_t>((((tmp >> 8) + tmp) >> 8) >> kPrecisionBits);
 }
 
+// libpng's full API with the transforms that give Pillow's pixels (its simplified API would apply
+// gAMA chunks and read 16-bit samples as linear light; Pillow does neither): palettes and tRNS
+// expanded, 1/2/4-bit grey scaled to 8, 16-bit samples cut to their high byte, no gamma. 16-bit
+// grey alone follows Pillow's own rule: its "I;16" image converts to RGB by clipping at 255.
+struct PngRead {
+    const std::string *bytes = nullptr;
+    size_t offset = 0;
+    png_structp png = nullptr;
+    png_infop info = nullptr;
+    uint32_t width = 0, height = 0;
+    bool grey16 = false;
+    bool over_limit = false;  // `message` says so as it is, not as damage
+    std::vector<uint8_t> pixels;  // RGBA8, or big-endian grey16 when grey16
+    std::vector<png_bytep> rows;
+    char message[200] = "";
+};
+
+void png_read_bytes(png_structp png, png_bytep data, png_size_t length) {
+    auto *r = static_cast<PngRead *>(png_get_io_ptr(png));
+    if (length > r->bytes->size() - r->offset) png_error(png, "the file ends early");
+    std::memcpy(data, r->bytes->data() + r->offset, length);
+    r->offset += length;
+}
+
+void png_fail(png_structp png, png_const_charp message) {
+    auto *r = static_cast<PngRead *>(png_get_error_ptr(png));
+    std::snprintf(r->message, sizeof r->message, "%s", message);
+    png_longjmp(png, 1);
+}
+
+// Decodes into `r`; every value that must survive a longjmp lives in `r`, outside this frame.
+bool decode_png(PngRead &r) {
+    if (setjmp(png_jmpbuf(r.png))) return false;
+    png_set_read_fn(r.png, &r, png_read_bytes);
+    png_read_info(r.png, r.info);
+    r.width = png_get_image_width(r.png, r.info);
+    r.height = png_get_image_height(r.png, r.info);
+    if (static_cast<int64_t>(r.width) * r.height > kMaxPixels) {
+        std::snprintf(r.message, sizeof r.message, "the header claims %ux%u pixels, over the limit", r.width, r.height);
+        r.over_limit = true;
+        return false;
+    }
+    const int depth = png_get_bit_depth(r.png, r.info), colour = png_get_color_type(r.png, r.info);
+    const bool has_trns = png_get_valid(r.png, r.info, PNG_INFO_tRNS) != 0;
+    r.grey16 = depth == 16 && colour == PNG_COLOR_TYPE_GRAY;
+    if (!r.grey16) {
+        if (colour == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(r.png);
+        if (colour == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(r.png);
+        if (has_trns) png_set_tRNS_to_alpha(r.png);
+        if (depth == 16) png_set_strip_16(r.png);
+        if (!(colour & PNG_COLOR_MASK_COLOR)) png_set_gray_to_rgb(r.png);
+        if (!(colour & PNG_COLOR_MASK_ALPHA) && !has_trns) png_set_filler(r.png, 0xFF, PNG_FILLER_AFTER);
+    }
+    png_set_interlace_handling(r.png);
+    png_read_update_info(r.png, r.info);
+    const size_t row_bytes = png_get_rowbytes(r.png, r.info);
+    if (row_bytes != static_cast<size_t>(r.width) * (r.grey16 ? 2 : 4)) png_error(r.png, "an unexpected row layout");
+    r.pixels.resize(row_bytes * r.height);
+    r.rows.resize(r.height);
+    for (uint32_t y = 0; y < r.height; ++y) r.rows[y] = r.pixels.data() + y * row_bytes;
+    png_read_image(r.png, r.rows.data());
+    return true;
+}
+
 bool read_png(const std::string &bytes, DecodedImage &out, std::string &error) {
-    png_image image;
-    std::memset(&image, 0, sizeof(image));
-    image.version = PNG_IMAGE_VERSION;
-    if (!png_image_begin_read_from_memory(&image, bytes.data(), bytes.size())) {
-        error = std::string("not a readable PNG (") + image.message + ")";
+    PngRead r;
+    r.bytes = &bytes;
+    r.png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &r, png_fail, [](png_structp, png_const_charp) {});
+    r.info = r.png ? png_create_info_struct(r.png) : nullptr;
+    if (!r.png || !r.info) {
+        png_destroy_read_struct(&r.png, &r.info, nullptr);
+        error = "out of memory reading a PNG";
         return false;
     }
-    if (static_cast<int64_t>(image.width) * image.height > kMaxPixels) {
-        png_image_free(&image);
-        error = "the header claims " + std::to_string(image.width) + "x" + std::to_string(image.height) + " pixels, over the limit";
+    bool ok = decode_png(r);
+    png_destroy_read_struct(&r.png, &r.info, nullptr);
+    if (!ok) {
+        error = r.over_limit ? std::string(r.message) : std::string("a damaged PNG (") + r.message + ")";
         return false;
     }
-    // RGBA, then onto white as the Python runtime does (transformers' convert_to_rgb:
-    // Image.alpha_composite over a white RGBA background, then the alpha dropped). libpng's own
-    // compositing (PNG_FORMAT_RGB) would put the image on black.
-    image.format = PNG_FORMAT_RGBA;
-    std::vector<uint8_t> rgba(PNG_IMAGE_SIZE(image));
-    if (!png_image_finish_read(&image, nullptr, rgba.data(), 0, nullptr)) {
-        error = std::string("a damaged PNG (") + image.message + ")";
-        return false;
+    out.width = static_cast<int>(r.width);
+    out.height = static_cast<int>(r.height);
+    const size_t n = static_cast<size_t>(r.width) * r.height;
+    out.rgb.resize(n * 3);
+    for (size_t i = 0; i < n; ++i) {
+        if (r.grey16) {
+            unsigned v = (static_cast<unsigned>(r.pixels[2 * i]) << 8) | r.pixels[2 * i + 1];
+            out.rgb[3 * i] = out.rgb[3 * i + 1] = out.rgb[3 * i + 2] = static_cast<uint8_t>(v > 255 ? 255 : v);
+        } else {
+            // Onto white as the Python runtime does (transformers' convert_to_rgb: alpha_composite
+            // over a white RGBA background, then the alpha dropped).
+            for (int c = 0; c < 3; ++c) out.rgb[3 * i + c] = over_white(r.pixels[4 * i + c], r.pixels[4 * i + 3]);
+        }
     }
-    out.width = static_cast<int>(image.width);
-    out.height = static_cast<int>(image.height);
-    out.rgb.resize(rgba.size() / 4 * 3);
-    for (size_t i = 0, n = rgba.size() / 4; i < n; ++i)
-        for (int c = 0; c < 3; ++c) out.rgb[3 * i + c] = over_white(rgba[4 * i + c], rgba[4 * i + 3]);
     return true;
 }
 #endif

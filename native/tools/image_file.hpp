@@ -1,8 +1,8 @@
 // Image files for the CLI: binary PPM always, PNG and JPEG when built with libpng / libjpeg.
-// Decoded to packed RGB8 as the Python runtime decodes them: grey spread to three channels, PNG
-// palettes expanded, PNG alpha composited onto white with Pillow's arithmetic (transformers'
-// convert_to_rgb). Not matched: 16-bit PNGs and PNGs with a gAMA chunk (libpng's simplified API
-// converts those to sRGB 8-bit; Pillow keeps the stored values).
+// Decoded to packed RGB8 as the Python runtime decodes them (Pillow, then transformers'
+// convert_to_rgb): grey spread to three channels, PNG palettes and tRNS expanded, alpha
+// composited onto white with Pillow's arithmetic, 16-bit samples cut to their high byte (16-bit
+// grey clipped at 255, as Pillow converts "I;16"), gAMA chunks ignored. The tests compare tokens.
 #pragma once
 
 #include <cstdint>

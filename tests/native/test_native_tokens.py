@@ -6,8 +6,11 @@ tokens."""
 from __future__ import annotations
 
 import json
+import struct
 import subprocess
+import zlib
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -167,15 +170,45 @@ def _png_modes(photo) -> dict:
     la.putalpha(alpha)
     palette = rgb.quantize(16)
     palette.info["transparency"] = 3
-    return {"rgba": rgba, "la": la, "palette-transparent": palette, "grey": rgb.convert("L")}
+    return {"rgba": rgba, "la": la, "palette-transparent": palette, "grey": rgb.convert("L"),
+            "grey-16bit": Image.fromarray((np.asarray(rgb.convert("L"), dtype=np.uint16) * 3).astype(np.uint16))}
 
 
-@pytest.mark.parametrize("mode", ["rgba", "la", "palette-transparent", "grey"])
+def _png_16bit_rgb(photo) -> bytes:
+    """A 16-bit RGB PNG (Pillow writes none): Pillow reads it back keeping each sample's high byte."""
+    pixels = np.asarray(photo.convert("RGB").resize((96, 64)), dtype=np.uint16) * 257 + 100
+    rows = b"".join(b"\0" + row.astype(">u2").tobytes() for row in pixels)
+    return _png_chunks(96, 64, 16, 2, zlib.compress(rows))
+
+
+def _png_chunks(width, height, depth, colour, idat, extra=b"") -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)) + extra
+            + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+
+
+def _png_with_gamma(photo) -> bytes:
+    """An 8-bit RGB PNG with a gAMA chunk of 1/1.0 (linear): Pillow ignores it, libpng's simplified API would not."""
+    pixels = np.asarray(photo.convert("RGB").resize((96, 64)), dtype=np.uint8)
+    rows = b"".join(b"\0" + row.tobytes() for row in pixels)
+    gamma = struct.pack(">I", 4) + b"gAMA" + struct.pack(">I", 100000)
+    gamma += struct.pack(">I", zlib.crc32(b"gAMA" + struct.pack(">I", 100000)))
+    return _png_chunks(96, 64, 8, 2, zlib.compress(rows), gamma)
+
+
+@pytest.mark.parametrize("mode", ["rgba", "la", "palette-transparent", "grey", "grey-16bit", "rgb-16bit", "gamma"])
 def test_the_cli_reads_pngs_as_the_python_runtime_does(python_pipeline, et_bundle, photos, tmp_path, mode):
     """Alpha is composited onto white with Pillow's integer arithmetic, as transformers' convert_to_rgb
-    (which the Python runtime follows) does; palettes and grey expand as Pillow expands them."""
+    (which the Python runtime follows) does; palettes and grey expand as Pillow expands them; 16-bit
+    samples keep their high byte (16-bit grey clips at 255, Pillow's rule); a gAMA chunk is ignored."""
     path = tmp_path / f"{mode}.png"
-    _png_modes(photos["astronaut"])[mode].save(path)
+    if mode == "rgb-16bit":
+        path.write_bytes(_png_16bit_rgb(photos["astronaut"]))
+    elif mode == "gamma":
+        path.write_bytes(_png_with_gamma(photos["astronaut"]))
+    else:
+        _png_modes(photos["astronaut"])[mode].save(path)
     expected = _python(python_pipeline, [str(path)], "What is this?")
     proc = subprocess.run([str(require_build(CLI)), str(et_bundle), "--image", str(path), "--prompt", "What is this?",
                            "--max-tokens", str(N), "--min-tokens", str(N), "--exact", "--threads", "1", "--ctx", "1024",
