@@ -51,8 +51,7 @@ struct TensorPart::Impl {
     std::unique_ptr<Module> module;
     std::string label;
     int64_t max_batch = 64;
-    bool single_threaded = false;
-    bool holds_pool = false;
+    bool single_threaded = false;  // else it holds the pool from construction on (released by ~Impl)
     ~Impl();
 };
 
@@ -83,10 +82,7 @@ void release_pool() {
 TensorPart::TensorPart(const std::string &path, const PartSpec &spec, int threads) : impl_(new Impl) {
     quiet_executorch_logs();
     impl_->single_threaded = threads == 1;
-    if (!impl_->single_threaded) {
-        hold_pool(threads);
-        impl_->holds_pool = true;  // released by ~Impl, also when loading below fails
-    }
+    if (!impl_->single_threaded) hold_pool(threads);  // ~Impl releases it, also when loading below fails
     std::optional<executorch::extension::threadpool::NoThreadPoolGuard> guard;
     if (impl_->single_threaded) guard.emplace();
     impl_->label = spec.label;
@@ -106,7 +102,7 @@ TensorPart::~TensorPart() = default;
 
 TensorPart::Impl::~Impl() {
     module.reset();  // the method goes before the pool is let go
-    if (holds_pool) release_pool();
+    if (!single_threaded) release_pool();
 }
 
 Tensor TensorPart::run(const Tensor &input) {
