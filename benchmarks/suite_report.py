@@ -79,7 +79,10 @@ def results_markdown(report: dict) -> str:
 
 def machine_text(report: dict, loadavg: list) -> str:
     m = report["machine"]
-    lines = [f"cpu: {m['cpu']}", f"architecture: {m['architecture']}", f"logical cores: {m['logical_cores']}",
+    features = m.get("cpu_features") or {}  # results written before it was recorded lack it
+    lines = [f"cpu: {m['cpu']}", f"architecture: {m['architecture']}",
+             f"cpu features: {' '.join(features.get('simd', [])) or 'not recorded'}; "
+             f"int8 dot: {features.get('int8_dot', 'not recorded')}", f"logical cores: {m['logical_cores']}",
              f"usable cores: {m['usable_cores']}", f"memory total: {m['memory_total_mib']} MiB",
              f"os: {m['os']} {m['kernel']}", f"python: {m['python']}", f"versions: {json.dumps(m['versions'])}",
              f"load average (1, 5, 15 min) at the start: {loadavg[0]}"]

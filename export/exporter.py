@@ -13,6 +13,7 @@ import mmedge
 from mmedge.bundle import BundleWriter, artifact_size, sha256_artifact
 from mmedge.errors import BelowFloorError, ExportError, OutputPathError, RecipeError
 from mmedge.manifest import ROLES_BY_MODALITY, Manifest, PartSpec, TensorSpec
+from mmedge.verification_report import llm_shortfall
 from mmedge.progress import SILENT, Progress
 from mmedge.quantize.onnx_quant import NEEDS_CALIBRATION
 from mmedge.quantize.recipes import llm_recipe, tensor_recipe
@@ -263,8 +264,9 @@ def _export_bundle(cfg: ExportConfig, progress: Progress) -> Manifest:
                 if not failing:  # only the end-to-end token match of a full-precision bundle failed
                     raise BelowFloorError(
                         f"the fp32/F32 bundle's greedy tokens differ from transformers generate "
-                        f"({report['greedy_tokens_equal']}/{report['greedy_tokens_total']} equal); this is a conversion bug, "
-                        "please report it with the checkpoint's config.json (--allow-below-floor keeps the bundle)"
+                        f"({report['greedy_tokens_equal']}/{report['greedy_tokens_total']} equal, and not at a near tie); "
+                        "this is a conversion bug, please report it with the checkpoint's config.json "
+                        "(--allow-below-floor keeps the bundle)"
                     )
                 raise BelowFloorError(
                     f"{', '.join(failing)} fell below the precision floor ({_floor_summary(report, failing)}); "
@@ -319,7 +321,7 @@ def _floor_summary(report: dict, failing: list[str]) -> str:
             continue
         r = report[p]
         if "top1_agreement" in r:
-            out.append(f"{p}: top-1 {r['top1_agreement']:.3f} < {r['floor']['min_top1']}")
+            out.append(f"{p}: {llm_shortfall(r)}")
         else:
             out.append(f"{p}: cosine {r['cosine']:.5f} < {r['floor']['min_cosine']}")
     return "; ".join(out)

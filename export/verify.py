@@ -13,11 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
+from mmedge.cpu import cpu_facts
 from mmedge.errors import VerificationError
 from mmedge.progress import SILENT, Progress
 from mmedge.quantize.recipes import llm_recipe, tensor_recipe
 
 from .families.base import Family, LoadedCheckpoint
+from .greedy_match import compare_greedy
 from .verify_inputs import GREEDY_TOKENS, TEACHER_FORCED_TEXT, case_inputs, cases_for
 
 
@@ -56,15 +58,6 @@ def _compare_preprocessing(ours: list[dict], reference: list[dict]) -> dict:
                                         f"the HF processor {ref.shape}")
             worst = max(worst, float(np.abs(a[name].astype(np.float64) - ref.astype(np.float64)).max()))
     return {"max_abs_diff": worst, "images": len(ours), "encoder_inputs": sum(int(next(iter(a.values())).shape[0]) for a in ours)}
-
-
-def common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 @dataclass
@@ -117,7 +110,9 @@ def verify_bundle(bundle_dir: str | Path, family: Family, ckpt: LoadedCheckpoint
                     runners[role] = open_tensor_part(bundle.path_for(selected[role]), selected[role], options.threads,
                                                      options.device, options.strict, bundle.verified_sha256(selected[role]))
             llm = LlamaModel(bundle.path_of("llm"), LlamaOptions(n_ctx=2048, n_threads=options.threads, exact=True))
-        report: dict = {"reference": str(ckpt.path), "exact_mode": True,
+        # The CPU beside the numbers: the same bundle can measure otherwise on another one.
+        machine = {**cpu_facts().to_dict(), "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}
+        report: dict = {"reference": str(ckpt.path), "exact_mode": True, "machine": machine,
                         "providers": {r: runners[r].provider if r in runners else f"not run here ({unavailable[r]})"
                                       for r in roles},
                         "placement_notes": pipe.placement_notes if pipe else []}
@@ -165,23 +160,26 @@ def verify_bundle(bundle_dir: str | Path, family: Family, ckpt: LoadedCheckpoint
                         report["alternatives"].setdefault(role, []).append(numbers)
             report["selected_targets"] = {r: part_target(p) for r, p in selected.items()}
 
+        tolerance = exact_logit_tolerance(m)
         with progress.step("verify: LLM teacher-forced logits"):
-            report["llm"] = _verify_llm(llm, family, ckpt, m.parts["llm"].precision)
+            report["llm"] = _verify_llm(llm, family, ckpt, m.parts["llm"].precision, tolerance)
 
+        # A full-precision bundle must reproduce generate token for token (up to a near tie, see
+        # greedy_match.py); quantized ones report how far they get.
+        full_precision = (m.parts[roles[0]].precision, m.parts[roles[1]].precision, m.parts["llm"].precision) == (
+            "fp32", "fp32", "F32")
         if pipe is not None:
             with progress.step(f"verify: end to end, {options.greedy_tokens} greedy tokens per case vs transformers generate"):
-                results = [_verify_case(pipe, family, ckpt, case, options.greedy_tokens) for case in cases]
+                results = [_verify_case(pipe, family, ckpt, case, options.greedy_tokens,
+                                        tolerance if full_precision else None) for case in cases]
         else:
             results = []
             report["end_to_end_unverified"] = "; ".join(f"{r}: {why}" for r, why in unavailable.items())
         report["end_to_end"] = results
         report["greedy_tokens_equal"] = sum(c["greedy_tokens_equal"] for c in results)
         report["greedy_tokens_total"] = sum(c["greedy_tokens_total"] for c in results)
-        # A full-precision bundle must reproduce generate token for token; quantized ones report it.
-        full_precision = (m.parts[roles[0]].precision, m.parts[roles[1]].precision, m.parts["llm"].precision) == (
-            "fp32", "fp32", "F32")
         report["end_to_end_must_match"] = full_precision and pipe is not None
-        e2e_ok = report["greedy_tokens_equal"] == report["greedy_tokens_total"] or not report["end_to_end_must_match"]
+        e2e_ok = all(c["matches"] for c in results) or not report["end_to_end_must_match"]
         alternatives_ok = all(a["passed"] for alts in report["alternatives"].values() for a in alts)
         report["passed"] = e2e_ok and alternatives_ok and all(report[p]["passed"] for p in (*roles, "llm"))
         return report
@@ -214,7 +212,24 @@ def _with_floor(numbers: dict, precision: str, part: str) -> dict:
     return numbers
 
 
-def _verify_llm(llm, family: Family, ckpt: LoadedCheckpoint, precision: str) -> dict:
+def exact_logit_tolerance(manifest) -> float | None:
+    """The F32 LLM's logit tolerance in exact mode, relative to the largest |logit| (its llama.cpp
+    architecture's, export/gguf/backbone.py); None for a quantized LLM, judged by top-1 instead."""
+    from .gguf.backbone import F32_LOGIT_TOLERANCE
+
+    llm = manifest.parts["llm"]
+    if not llm_recipe(llm.precision).exact:
+        return None
+    arch = llm.details.get("gguf_arch")
+    if arch not in F32_LOGIT_TOLERANCE:
+        raise VerificationError(f"the bundle's LLM architecture {arch!r} has no exact-mode tolerance; "
+                                f"mmedge knows {sorted(F32_LOGIT_TOLERANCE)}")
+    return F32_LOGIT_TOLERANCE[arch]
+
+
+def _verify_llm(llm, family: Family, ckpt: LoadedCheckpoint, precision: str, tolerance: float | None) -> dict:
+    """Teacher-forced logits over a fixed text. An exact type (F32) passes when its largest logit
+    difference is within `tolerance` of the largest |logit|; a quantized one by its top-1 share."""
     import torch
 
     tok = ckpt.processor.tokenizer
@@ -226,21 +241,30 @@ def _verify_llm(llm, family: Family, ckpt: LoadedCheckpoint, precision: str) -> 
     llm.reset()
     last = compare(ref[-1], ours[-1])
     top1 = float(np.mean(ref.argmax(-1) == ours.argmax(-1)))
+    all_diff = float(np.abs(ref.astype(np.float64) - ours).max())
+    scale = float(np.abs(ref).max())
     recipe = llm_recipe(precision)
+    if recipe.exact:
+        floor = {"max_abs_diff": tolerance * scale, "relative_to_largest_logit": tolerance}
+        passed = all_diff <= floor["max_abs_diff"]
+    else:
+        floor = {"min_top1": recipe.min_top1}
+        passed = top1 >= recipe.min_top1
     return {
         "positions": len(ids),
         "cosine": last["cosine"],
         "max_abs_diff": last["max_abs_diff"],
         "last_logit_max_abs_diff": last["max_abs_diff"],
-        "all_positions_max_abs_diff": float(np.abs(ref - ours).max()),
+        "all_positions_max_abs_diff": all_diff,
+        "largest_logit": scale,
         "top1_agreement": top1,
         "precision": precision,
-        "floor": {"min_top1": recipe.min_top1},
-        "passed": top1 >= recipe.min_top1,
+        "floor": floor,
+        "passed": passed,
     }
 
 
-def _verify_case(pipe, family: Family, ckpt: LoadedCheckpoint, case, n_tokens: int) -> dict:
+def _verify_case(pipe, family: Family, ckpt: LoadedCheckpoint, case, n_tokens: int, tolerance: float | None) -> dict:
     import torch
 
     from mmedge.runtime.pipeline import GenerationParams
@@ -256,18 +280,21 @@ def _verify_case(pipe, family: Family, ckpt: LoadedCheckpoint, case, n_tokens: i
             pad_token_id=ckpt.processor.tokenizer.pad_token_id,
             # Ban the same end-of-generation set on both sides: llama.cpp's EOG list from the GGUF.
             eos_token_id=[int(t) for t in pipe.llm.eog_tokens],
+            output_scores=True, return_dict_in_generate=True,
         )
-    ref_tokens = out[0, inputs["input_ids"].shape[1]:].tolist()
+    ref_tokens = out.sequences[0, inputs["input_ids"].shape[1]:].tolist()
     media = {"images": [], "audio": items} if m.modality == "audio" else {"images": items}
     result = pipe.generate(prompt=prompt, params=GenerationParams(max_new_tokens=n_tokens, min_new_tokens=n_tokens), **media)
     hf_prompt = [t for t in inputs["input_ids"][0].tolist() if t != m.media.marker_token_id]
-    equal = common_prefix(ref_tokens, result.tokens)
+    match = compare_greedy(ref_tokens, [s[0].numpy() for s in out.scores], result.tokens, tolerance)
     return {
         "case": case.name,
         "images": len(items),
         "prompt_tokens_equal": hf_prompt == result.prompt_tokens,
-        "greedy_tokens_equal": equal,
+        "greedy_tokens_equal": match.equal,
         "greedy_tokens_total": n_tokens,
+        "first_difference": match.first_difference,
+        "matches": match.matches,
         "reference_tokens": ref_tokens,
         "bundle_tokens": result.tokens,
     }

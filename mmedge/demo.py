@@ -33,8 +33,10 @@ def run_demo(out: str | None, quiet: bool = False) -> int:
     summaries = []
     for name, enc, proj, llm in DEMO_BUNDLES:
         print(f"exporting {name}: encoder {enc}, projector {proj}, llm {llm}")
+        # The fp32 bundle must pass; the quantized one is kept whatever it measures, and the summary
+        # says how it compares with the floors (random weights flip near-tied argmaxes easily).
         cfg = ExportConfig(checkpoint=ckpt, output=root / name, encoder=enc, projector=proj, llm=llm, overwrite=True,
-                           allow_below_floor=False)
+                           allow_below_floor=(enc, proj, llm) != ("fp32", "fp32", "F32"))
         manifest = export_bundle(cfg, Progress(enabled=not quiet))
         summaries.append((name, manifest))
 
@@ -53,6 +55,10 @@ def run_demo(out: str | None, quiet: bool = False) -> int:
         print(f"  encoder cosine {v['vision_encoder']['cosine']:.6f}, projector cosine {v['projector']['cosine']:.6f}, "
               f"LLM top-1 {v['llm']['top1_agreement']:.3f}, preprocess max|diff| {v['preprocess']['max_abs_diff']:.2g}")
         print(f"  tokens identical: {v['greedy_tokens_equal']}/{v['greedy_tokens_total']} (greedy vs transformers generate)")
+        below = [r for r in ("vision_encoder", "projector", "llm") if not v[r]["passed"]]
+        print("  within every precision floor" if not below else
+              f"  below the precision floor: {', '.join(below)} (kept by the demo; `mmedge export` refuses such a "
+              "bundle unless --allow-below-floor; tiny random-weight models are the hard case for quantization)")
     s = result.stats
     print(f"run: {DEMO_PROMPT!r} on {image_path.name} -> {result.text!r}")
     print(f"  {len(result.tokens)} tokens; TTFT {s.first_token_s * 1e3:.1f} ms, decode {s.decode_tokens_per_s:.0f} tok/s "
@@ -62,5 +68,4 @@ def run_demo(out: str | None, quiet: bool = False) -> int:
         import shutil
 
         shutil.rmtree(root, ignore_errors=True)
-    fp32 = summaries[0][1].verification
-    return 0 if fp32["greedy_tokens_equal"] == fp32["greedy_tokens_total"] else 1
+    return 0 if summaries[0][1].verification["passed"] else 1

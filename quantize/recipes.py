@@ -23,12 +23,21 @@ class TensorRecipe:
 
 @dataclass(frozen=True)
 class LlmRecipe:
-    """A GGUF file type. `source` is what our writer emits; others come from llama_model_quantize."""
+    """A GGUF file type. `written_by`: our writer, or llama_model_quantize from the F32 file.
+
+    A quantized type is judged by its teacher-forced top-1 agreement with PyTorch (`min_top1`); an
+    exact type (F32) by its largest logit difference, within the architecture's tolerance
+    (`export/gguf/backbone.py: F32_LOGIT_TOLERANCE`), because a top-1 share moves with near ties
+    (which another CPU's summation order can flip) and hides a lost hyper-parameter."""
 
     name: str
     description: str
-    min_top1: float  # teacher-forced top-1 agreement with PyTorch
+    min_top1: float | None  # None: an exact type, judged by its logit difference
     written_by: str  # "writer" | "llama_model_quantize"
+
+    @property
+    def exact(self) -> bool:
+        return self.min_top1 is None
 
 
 TENSOR_RECIPES: dict[str, TensorRecipe] = {
@@ -48,7 +57,7 @@ TENSOR_RECIPES: dict[str, TensorRecipe] = {
 LLM_RECIPES: dict[str, LlmRecipe] = {
     r.name: r
     for r in (
-        LlmRecipe("F32", "float32, bit-faithful to the checkpoint", min_top1=0.99, written_by="writer"),
+        LlmRecipe("F32", "float32, bit-faithful to the checkpoint", min_top1=None, written_by="writer"),
         LlmRecipe("F16", "float16 weights (norms stay F32)", min_top1=0.95, written_by="writer"),
         LlmRecipe("Q8_0", "8-bit blocks of 32", min_top1=0.90, written_by="llama_model_quantize"),
         LlmRecipe("Q4_0", "4-bit blocks of 32", min_top1=0.60, written_by="llama_model_quantize"),

@@ -364,7 +364,7 @@ class Pipeline:
         stats.new_tokens = len(out_tokens)
         stats.kv_cells_end = self.llm.n_past
         if pending:
-            text_parts.append(pending.decode("utf-8", errors="replace"))
+            text_parts.append(_decode_replacing(pending))
         return GenerationResult(tokens=out_tokens, text="".join(text_parts), stats=stats, prompt_tokens=plan.text_tokens)
 
     def _inputs(self, images: list, audio: list) -> list:
@@ -393,7 +393,17 @@ def _split_utf8(data: bytes) -> tuple[str, bytes]:
     """Decode the complete UTF-8 prefix of `data`; keep an incomplete tail for the next token."""
     for cut in range(len(data), max(len(data) - 4, -1), -1):
         try:
-            return data[:cut].decode("utf-8"), data[cut:]
+            return _no_nul(data[:cut].decode("utf-8")), data[cut:]
         except UnicodeDecodeError:
             continue
-    return data.decode("utf-8", errors="replace"), b""
+    return _decode_replacing(data), b""
+
+
+def _decode_replacing(data: bytes) -> str:
+    return _no_nul(data.decode("utf-8", errors="replace"))
+
+
+def _no_nul(text: str) -> str:
+    """U+0000 as U+FFFD: the native runtime's C ABI hands text out NUL-terminated, which cannot carry
+    it, and both runtimes give the same text (a random or broken model does emit byte 0)."""
+    return text.replace("\x00", "\ufffd")

@@ -33,11 +33,11 @@ The horizontal (width) pass runs first, over every input row, then the vertical 
 its uint8 result. A pass is skipped when that axis keeps its size, and the input is returned
 unchanged when both do.
 
-Caveat: on x86-64 this matches the AVX2 kernel that torch selects for uint8 inputs with at most 4
-channels, and the generic (non-AVX) kernel performs the same integer arithmetic. Builds of torch
-without AVX2 (for instance ARM, or ``ATEN_CPU_CAPABILITY=default``) take another code path; it is
-meant to give the same result but has not been verified here. Float inputs use an unrelated float
-kernel and are out of scope.
+On x86-64 this matches, bit for bit, both code paths torch has for uint8 inputs with at most 4
+channels: the AVX2 kernel (``ATEN_CPU_CAPABILITY=avx2``) and the generic one that ``default`` and
+``avx512`` run (the same integer arithmetic; tested under each capability). torch's ARM builds
+take the generic path too, unverified here. Float inputs use an unrelated float kernel and are out
+of scope.
 
 No torch import here, ever: this module belongs to the torch-free runtime.
 """

@@ -28,8 +28,9 @@ MAX_SAMPLED_FRAMES = 1024
 # All sampled frames together (2**30 pixels = 3 GiB of RGB): 1024 frames of 1024x1024, or 128 of 4K.
 MAX_SAMPLED_PIXELS = 2**30
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-# torch's CPU arange writes float32 in vectors of this many lanes: 8 with AVX2 (the x86 default),
-# 16 with AVX512. It only changes indices of videos above ~16k frames (see `_torch_arange_int`).
+# torch's x86 CPU arange writes float32 in vectors of this many lanes under every ATen capability
+# (default, avx2, avx512: the kernel has no AVX-512 variant; tested under each). It only changes
+# indices of videos above ~16k frames (see `_torch_arange_int`).
 TORCH_FLOAT_LANES = 8
 # A file whose frames cover less than this share of the duration its header states is truncated.
 _MIN_DURATION_SHARE = 0.9
@@ -139,16 +140,19 @@ def qwen2vl_indices(total_frames: int, video_fps: float | None, num_frames: int 
     return indices[indices < total_frames].astype(np.int64)
 
 
-def _torch_arange_int(end: int, step: float, lanes: int = TORCH_FLOAT_LANES) -> np.ndarray:
-    """`torch.arange(0, end, step).int()` on a CPU, element for element, without torch.
+def _torch_arange_int(end: int, step: float) -> np.ndarray:
+    """`torch.arange(0, end, step).int()` as torch computes it on x86, element for element, in numpy
+    (so the same on every CPU the runtime runs on).
 
     torch sizes the result as ceil(end / step) in double. The float32 elements are computed in
     double and rounded to float32, but not all alike: its CPU kernel fills blocks of 2*lanes
     elements with vector code, whose block of `lanes` starts from a base already rounded to
     float32 (float(float(step * i0) + k * step)), and the tail one by one (float(step * i)).
     The two differ only where float32 is coarser than 1/count (frame numbers above ~16k).
-    `.int()` truncates toward zero.
+    `.int()` truncates toward zero. torch's ARM (NEON) kernel is another one; see the README's
+    limitations.
     """
+    lanes = TORCH_FLOAT_LANES
     n = math.ceil(end / step)
     i = np.arange(n, dtype=np.int64)
     k = i % lanes

@@ -56,18 +56,21 @@ def bundles(tmp_path_factory, checkpoints):
 
 @pytest.fixture(scope="session")
 def bundles_with_targets(tmp_path_factory, checkpoints):
-    """(preset, (encoder target, precision), (projector target, precision), llm) -> (folder, manifest), once."""
+    """(preset, (encoder target, precision), (projector target, precision), llm[, allow_below_floor]) ->
+    (folder, manifest), once. Quantized tiny random models may measure below a floor (their flat
+    logits flip argmaxes easily); tests of something else than floors keep the bundle anyway."""
     from mmedge.export.exporter import ExportConfig, export_bundle
 
     root = tmp_path_factory.mktemp("et-bundles")
     cache = {}
 
-    def get(preset, encoder, projector, llm):
-        key = (preset, encoder, projector, llm)
+    def get(preset, encoder, projector, llm, allow_below_floor: bool = False):
+        key = (preset, encoder, projector, llm, allow_below_floor)
         if key not in cache:
             out = root / f"{len(cache)}"
             cfg = ExportConfig(checkpoint=checkpoints(preset), output=out, encoder_target=encoder[0], encoder=encoder[1],
-                               projector_target=projector[0], projector=projector[1], llm=llm)
+                               projector_target=projector[0], projector=projector[1], llm=llm,
+                               allow_below_floor=allow_below_floor)
             cache[key] = (out, export_bundle(cfg))
         return cache[key]
 

@@ -49,14 +49,17 @@ def start_sshd(root: Path):
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation folder
     proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(root / "sshd_config")], stdout=subprocess.DEVNULL,
                             stderr=open(root / "sshd.log", "w"))
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
+    deadline = time.monotonic() + 120  # a failure guard: sshd answers in well under a second
+    while True:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             break
         except OSError:
             if proc.poll() is not None:
                 pytest.fail(f"sshd exited: {(root / 'sshd.log').read_text()[-2000:]}")
+            if time.monotonic() > deadline:
+                proc.terminate()
+                pytest.fail(f"sshd did not listen on port {port} in 120 s: {(root / 'sshd.log').read_text()[-2000:]}")
             time.sleep(0.1)
     user = os.environ.get("USER") or subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
     options = ("StrictHostKeyChecking=no", f"UserKnownHostsFile={root / 'known_hosts'}", "LogLevel=ERROR")

@@ -60,7 +60,7 @@ def _save(model, processor, tokenizer, out: Path) -> Path:
     return out
 
 
-def build_tiny_gemma3(out_dir: str | Path, seed: int = 0, weight_scale: float = 1.5) -> Path:
+def build_tiny_gemma3(out_dir: str | Path, seed: int = 0, weight_scale: float = 1.25) -> Path:
     import torch
     from transformers import (Gemma3Config, Gemma3ForConditionalGeneration, Gemma3ImageProcessor, Gemma3Processor,
                               Gemma3TextConfig, SiglipVisionConfig)

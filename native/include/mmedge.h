@@ -94,8 +94,9 @@ typedef struct mmedge_stats {
 
 /* Called with each generated token: its id and its text (UTF-8, NUL-terminated; a multi-byte
  * character split across tokens comes whole with the token that completes it; bytes that never
- * form one come as U+FFFD, and what is left unfinished at the end comes in a last call with token
- * -1). Return nonzero to go on, 0 to stop (mmedge_generate then returns MMEDGE_ERR_STOPPED). */
+ * form one come as U+FFFD, so does a NUL byte (U+0000, which this string cannot carry), and what is
+ * left unfinished at the end comes in a last call with token -1). Return nonzero to go on, 0 to
+ * stop (mmedge_generate then returns MMEDGE_ERR_STOPPED). */
 typedef int (*mmedge_token_callback)(int32_t token, const char *text, void *user_data);
 
 MMEDGE_API int32_t mmedge_abi_version(void);

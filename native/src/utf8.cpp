@@ -30,7 +30,9 @@ bool decode(const std::string &bytes, std::string &out, bool strict) {
     while (i < n) {
         unsigned char b = static_cast<unsigned char>(bytes[i]);
         if (b < 0x80) {
-            out += static_cast<char>(b);
+            // U+0000 cannot travel in a NUL-terminated string: it comes as U+FFFD (Python does the same).
+            if (b == 0) out += kReplacement;
+            else out += static_cast<char>(b);
             ++i;
             continue;
         }

@@ -1,7 +1,8 @@
 // Token bytes -> text as the Python runtime makes it (pipeline._split_utf8): the longest prefix
 // that is valid UTF-8, cutting at most 3 bytes of an unfinished character for the next token;
 // when no such cut exists, everything is decoded with U+FFFD replacing each maximal ill-formed
-// subsequence (the Unicode practice CPython's "replace" handler follows).
+// subsequence (the Unicode practice CPython's "replace" handler follows). A NUL byte (U+0000),
+// which the C ABI's NUL-terminated text cannot carry, becomes U+FFFD in both runtimes.
 #pragma once
 
 #include <string>

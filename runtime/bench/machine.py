@@ -7,6 +7,7 @@ import platform
 from importlib import metadata
 
 import mmedge
+from mmedge.cpu import cpu_facts
 
 from ..llamacpp import system_info
 from ..threads import usable_cores
@@ -14,21 +15,6 @@ from ..threads import usable_cores
 # Distribution names whose versions decide the numbers; None in the report when not installed.
 PACKAGES = {"numpy": "numpy", "onnxruntime": "onnxruntime", "llama_cpp_python": "llama_cpp_python",
             "pillow": "pillow", "av": "av"}
-
-
-def cpu_model() -> str:
-    """/proc/cpuinfo's "model name" (Linux, x86), else its "Hardware"/"Model" line (ARM boards),
-    else what platform knows."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            fields = dict(line.split(":", 1) for line in f if ":" in line)
-        fields = {k.strip(): v.strip() for k, v in fields.items()}
-        for key in ("model name", "Hardware", "Model", "cpu model"):
-            if fields.get(key):
-                return fields[key]
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
 
 
 def memory_total_mib() -> float | None:
@@ -53,9 +39,12 @@ def versions() -> dict[str, str | None]:
 
 
 def machine_info() -> dict:
+    cpu = cpu_facts()
     return {
-        "cpu": cpu_model(),
+        "cpu": cpu.model,
         "architecture": platform.machine(),
+        # The SIMD features that pick kernels, with every result (numbers differ between CPUs).
+        "cpu_features": cpu.to_dict(),
         "logical_cores": os.cpu_count() or 1,
         "usable_cores": usable_cores(),
         "memory_total_mib": memory_total_mib(),

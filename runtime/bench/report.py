@@ -88,7 +88,7 @@ def precision_label(bundle: dict) -> str:
     return ", ".join(f"{short.get(p['role'], p['role'])} {p['precision']}" for p in bundle["parts"])
 
 
-def _number(x: float) -> str:
+def format_number(x: float) -> str:
     """About four significant digits, never scientific notation."""
     if not math.isfinite(x):
         return str(x)
@@ -117,7 +117,7 @@ def format_table(report: dict) -> str:
         cells = []
         for b in bundles:
             value = median_of(b, section, key)
-            cell = "-" if value is None else _number(value * scale)
+            cell = "-" if value is None else format_number(value * scale)
             ratio = b["ratios_to_first"].get(f"{section}.{key}")
             if len(bundles) > 1 and b is not bundles[0] and ratio is not None:
                 cell += f" ({ratio:.2f}x)"

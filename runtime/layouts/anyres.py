@@ -82,8 +82,10 @@ def _fma32(a, b, c) -> np.ndarray:
 
 def _linear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """torch's bilinear source taps (align_corners=False, no antialias) as its CPU kernel computes them:
-    float32 scale, source position scale*(i+0.5)-0.5 as one fused multiply-add (x86-64 AVX2 and
-    ARM64 builds of torch compile it so; measured to the bit), clamped at 0."""
+    float32 scale, source position scale*(i+0.5)-0.5 as one fused multiply-add (torch's x86-64 AVX2
+    and AVX-512 kernels and its ARM64 builds compile it so; measured to the bit), clamped at 0.
+    torch's portable x86 kernel (ATEN_CPU_CAPABILITY=default, CPUs without AVX2) rounds the product
+    first: the same taps, weights an ulp apart (tested under each capability)."""
     scale = np.float32(n_in) / np.float32(n_out)
     src = np.maximum(_fma32(scale, np.arange(n_out, dtype=np.float32) + np.float32(0.5), np.float32(-0.5)), np.float32(0))
     i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)

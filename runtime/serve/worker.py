@@ -56,6 +56,11 @@ class GenerationWorker:
     def queued(self) -> int:
         return self._queue.qsize()
 
+    def pending(self) -> list[Job]:
+        """The jobs waiting, first to run first (a snapshot)."""
+        with self._queue.mutex:
+            return [job for job in self._queue.queue if job is not None]
+
     def submit(self, job: Job) -> None:
         try:
             self._queue.put_nowait(job)

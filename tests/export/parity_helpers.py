@@ -7,6 +7,8 @@ import torch
 
 from mmedge.export.verify_inputs import synthetic_photo
 
+from ..verification_checks import assert_end_to_end_matches, assert_greedy_matches, assert_llm_exact, hf_greedy_scored
+
 N_TOKENS = 32
 
 
@@ -29,15 +31,12 @@ def exact_pipeline_and_reference(bundles, checkpoints, preset: str, n_ctx: int =
     pipe.close()
 
 
-def hf_greedy(family, ckpt, images, text, eog_ids) -> tuple[list[int], list[int]]:
-    """(new tokens, prompt ids) of transformers' greedy generate, EOS banned as on our side; the
-    inputs are the HF processor's, called as the family calls it."""
+def hf_greedy(family, ckpt, images, text, eog_ids) -> tuple[list[int], list[int], list]:
+    """(new tokens, prompt ids, the logits of each step) of transformers' greedy generate, EOS banned
+    as on our side; the inputs are the HF processor's, called as the family calls it."""
     inputs = family.reference_inputs(ckpt, images, text)
-    with torch.no_grad():
-        out = ckpt.model.generate(**inputs, do_sample=False, max_new_tokens=N_TOKENS, min_new_tokens=N_TOKENS,
-                                  eos_token_id=eog_ids, pad_token_id=ckpt.processor.tokenizer.pad_token_id)
-    prompt = inputs["input_ids"][0].tolist()
-    return out[0, len(prompt):].tolist(), prompt
+    tokens, scores = hf_greedy_scored(ckpt.model, inputs, eog_ids, ckpt.processor.tokenizer.pad_token_id, N_TOKENS)
+    return tokens, inputs["input_ids"][0].tolist(), scores
 
 
 def check_greedy_parity(pipe, family, ckpt, sizes, prompt) -> list[int]:
@@ -45,10 +44,10 @@ def check_greedy_parity(pipe, family, ckpt, sizes, prompt) -> list[int]:
 
     images = [synthetic_photo(w, h, seed=100 + i) for i, (w, h) in enumerate(sizes)]
     text = pipe.format(prompt, len(images))
-    ref, hf_prompt = hf_greedy(family, ckpt, images, text, [int(t) for t in pipe.llm.eog_tokens])
+    ref, hf_prompt, scores = hf_greedy(family, ckpt, images, text, [int(t) for t in pipe.llm.eog_tokens])
     ours = pipe.generate(images, prompt, GenerationParams(max_new_tokens=N_TOKENS, min_new_tokens=N_TOKENS))
     assert len(ref) == N_TOKENS
-    assert ours.tokens == ref, f"first difference at {next(i for i, (a, b) in enumerate(zip(ref, ours.tokens)) if a != b)}"
+    assert_greedy_matches(pipe, ref, scores, ours.tokens)
     assert len(set(ref)) > 8  # the random model's text varies, or parity would prove little
     marker_id = pipe.manifest.image.marker_token_id
     assert ours.prompt_tokens == [t for t in hf_prompt if t != marker_id]
@@ -60,7 +59,7 @@ def check_greedy_parity(pipe, family, ckpt, sizes, prompt) -> list[int]:
 
 def check_report_is_exact(manifest, tiled: bool, split_tolerance: float = 0.0) -> None:
     v = manifest.verification
-    assert v["greedy_tokens_equal"] == v["greedy_tokens_total"] == 64
+    assert_end_to_end_matches(v)
     assert all(c["prompt_tokens_equal"] for c in v["end_to_end"])
     assert v["preprocess"]["max_abs_diff"] == 0.0
     if tiled:  # several encoder inputs per image
@@ -68,7 +67,7 @@ def check_report_is_exact(manifest, tiled: bool, split_tolerance: float = 0.0) -
     assert v["split_vs_model_max_abs_diff"] <= split_tolerance
     for part in ("vision_encoder", "projector"):
         assert v[part]["cosine"] > 0.99999 and v[part]["max_abs_diff"] < 1e-3
-    assert v["llm"]["top1_agreement"] == 1.0
+    assert_llm_exact(v)
 
 
 class FamilyParitySuite:

@@ -17,7 +17,8 @@ import pytest
 from mmedge.errors import AudioError, RecipeError
 from mmedge.export.verify_inputs import synthetic_audio
 
-from .parity_helpers import N_TOKENS, check_report_is_exact, hf_greedy, load_reference
+from .parity_helpers import N_TOKENS, hf_greedy, load_reference
+from ..verification_checks import assert_end_to_end_matches, assert_greedy_matches, assert_llm_exact
 
 PRESET = "qwen2audio-tiny"
 RATE = 16000
@@ -67,10 +68,10 @@ def test_greedy_tokens_equal_transformers_generate(qwen_audio, seconds, prompt):
     pipe, family, ckpt = qwen_audio
     clips = _clips(seconds)
     text = pipe.format(prompt, len(clips))
-    ref, hf_prompt = hf_greedy(family, ckpt, clips, text, [int(t) for t in pipe.llm.eog_tokens])
+    ref, hf_prompt, scores = hf_greedy(family, ckpt, clips, text, [int(t) for t in pipe.llm.eog_tokens])
     ours = pipe.generate([], prompt, GenerationParams(max_new_tokens=N_TOKENS, min_new_tokens=N_TOKENS), audio=clips)
     assert len(ref) == N_TOKENS
-    assert ours.tokens == ref
+    assert_greedy_matches(pipe, ref, scores, ours.tokens)
     assert len(set(ref)) > 8  # the random model's text varies, or parity would prove little
     marker_id = pipe.manifest.audio.marker_token_id
     assert ours.prompt_tokens == [t for t in hf_prompt if t != marker_id]
@@ -94,13 +95,13 @@ def test_generation_depends_on_the_audio(qwen_audio):
 def test_export_report_is_exact(bundles):
     _, m = bundles(PRESET)
     v = m.verification
-    assert v["greedy_tokens_equal"] == v["greedy_tokens_total"] == 64
+    assert_end_to_end_matches(v)
     assert all(c["prompt_tokens_equal"] for c in v["end_to_end"])
     assert v["preprocess"]["max_abs_diff"] < 1e-4  # our float32 log-mel vs transformers' (torch STFT)
     assert v["split_vs_model_max_abs_diff"] == 0.0
     for part in ("audio_encoder", "audio_projector"):
         assert v[part]["cosine"] > 0.99999 and v[part]["max_abs_diff"] < 1e-4
-    assert v["llm"]["top1_agreement"] == 1.0
+    assert_llm_exact(v)
 
 
 def test_manifest_audio_section_and_roles(bundles):

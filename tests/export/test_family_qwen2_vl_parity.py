@@ -77,7 +77,7 @@ def test_one_dimensional_positions_change_the_tokens(qwen):
     pipe, family, ckpt = qwen
     sizes, prompt = ONE_IMAGE
     images = _images(sizes)
-    ref, _ = hf_greedy(family, ckpt, images, pipe.format(prompt, 1), [int(t) for t in pipe.llm.eog_tokens])
+    ref, _, _ = hf_greedy(family, ckpt, images, pipe.format(prompt, 1), [int(t) for t in pipe.llm.eog_tokens])
     params = GenerationParams(max_new_tokens=N_TOKENS, min_new_tokens=N_TOKENS)
     grid = pipe.generate(images, prompt, params).tokens
     original = pipe.prepare_images

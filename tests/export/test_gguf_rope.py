@@ -10,6 +10,8 @@ import pytest
 
 from mmedge.export.gguf.writer import llama3_rope_factors
 
+from ..verification_checks import assert_end_to_end_matches, assert_llm_exact
+
 ROPES = {
     "linear": {"rope_type": "linear", "rope_theta": 10000.0, "factor": 4.0},
     "llama3": {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
@@ -40,10 +42,9 @@ def test_scaled_rope_parity(kind, checkpoints, tmp_path):
     config["text_config"]["rope_parameters"] = ROPES[kind]
     (ckpt / "config.json").write_text(json.dumps(config))
     m = export_bundle(ExportConfig(checkpoint=ckpt, output=tmp_path / "bundle"))
-    v = m.verification["llm"]
-    assert v["top1_agreement"] == 1.0
-    assert v["all_positions_max_abs_diff"] < 1e-3
-    assert m.verification["greedy_tokens_equal"] == 64
+    assert_llm_exact(m.verification)
+    assert m.verification["llm"]["all_positions_max_abs_diff"] < 1e-3
+    assert_end_to_end_matches(m.verification)
 
 
 def test_unsupported_rope_is_refused(checkpoints, tmp_path):

@@ -13,6 +13,8 @@ in sequence order); a video and an image in one prompt, the video's marker first
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
 import torch
@@ -22,6 +24,7 @@ from mmedge.runtime.layouts import FrameRequest
 from mmedge.runtime.pipeline import GenerationParams
 from mmedge.runtime.video import video_from_frames
 
+from ..verification_checks import assert_greedy_matches, hf_greedy_scored
 from ..video_helpers import hf_load, qwen2vl_reference, source_frames, write_video
 from .parity_helpers import N_TOKENS, exact_pipeline_and_reference
 from .video_reference import original_rope_rule, with_reference_videos
@@ -64,21 +67,25 @@ def reference_frames(path, kind: str, num_frames: int):
     return hf_load(path, sample_indices_fn=lambda metadata, **kw: qwen2vl_reference(metadata, num_frames=num_frames).numpy())
 
 
+@dataclass
+class HfGreedy:
+    tokens: list[int]
+    scores: list  # the logits transformers picked each token from
+
+
 def hf_generate(pipe, ckpt, processor, text, images=(), videos=(), metadata=None):
-    """(new tokens, prompt ids) of transformers' greedy generate on the HF processor's inputs, EOS banned."""
+    """(HfGreedy, prompt ids, inputs) of transformers' greedy generate on the HF processor's inputs, EOS banned."""
     kwargs = {"video_metadata": metadata} if metadata is not None else {}
     inputs = processor(text=text, images=list(images) or None, videos=list(videos) or None, return_tensors="pt", **kwargs)
     eog = [int(t) for t in pipe.llm.eog_tokens]
-    with torch.no_grad():
-        out = ckpt.model.generate(**inputs, do_sample=False, max_new_tokens=N_TOKENS, min_new_tokens=N_TOKENS,
-                                  eos_token_id=eog, pad_token_id=processor.tokenizer.pad_token_id)
-    prompt = inputs["input_ids"][0].tolist()
-    return out[0, len(prompt):].tolist(), prompt, inputs
+    tokens, scores = hf_greedy_scored(ckpt.model, inputs, eog, processor.tokenizer.pad_token_id, N_TOKENS)
+    return HfGreedy(tokens, scores), inputs["input_ids"][0].tolist(), inputs
 
 
-def check_tokens(pipe, ours, ref, hf_prompt) -> None:
-    assert len(ref) == N_TOKENS
-    assert ours.tokens == ref, f"first difference at {next(i for i, (a, b) in enumerate(zip(ref, ours.tokens)) if a != b)}"
+def check_tokens(pipe, ours, ref: HfGreedy, hf_prompt) -> None:
+    assert len(ref.tokens) == N_TOKENS
+    assert_greedy_matches(pipe, ref.tokens, ref.scores, ours.tokens)
+    ref = ref.tokens
     assert len(set(ref)) > 6  # the random model's text varies, or parity would prove little
     media = {pipe.manifest.image.marker_token_id, pipe.manifest.video.marker_token_id}
     assert ours.prompt_tokens == [t for t in hf_prompt if t not in media]

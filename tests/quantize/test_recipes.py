@@ -26,7 +26,16 @@ def test_executorch_mechanics_are_a_subset():
 def test_floors_tighten_with_precision():
     assert TENSOR_RECIPES["fp32"].min_cosine > TENSOR_RECIPES["int8"].min_cosine > TENSOR_RECIPES["int4"].min_cosine
     assert TENSOR_RECIPES["int8"].min_cosine >= TENSOR_RECIPES["int8-static"].min_cosine
-    assert LLM_RECIPES["F32"].min_top1 > LLM_RECIPES["F16"].min_top1 > LLM_RECIPES["Q8_0"].min_top1 > LLM_RECIPES["Q4_0"].min_top1
+    # F32 is judged by its logit difference (an exact type); the quantized types by top-1, loosening.
+    assert LLM_RECIPES["F32"].exact and not any(LLM_RECIPES[t].exact for t in ("F16", "Q8_0", "Q4_0", "Q4_K_M"))
+    assert LLM_RECIPES["F16"].min_top1 > LLM_RECIPES["Q8_0"].min_top1 > LLM_RECIPES["Q4_0"].min_top1
+
+
+def test_every_llama_cpp_architecture_has_an_exact_tolerance():
+    from mmedge.export.gguf.backbone import ARCHITECTURES, F32_LOGIT_TOLERANCE
+
+    assert {spec.gguf_arch for spec in ARCHITECTURES.values()} == set(F32_LOGIT_TOLERANCE)
+    assert all(0 < t < 1e-2 for t in F32_LOGIT_TOLERANCE.values())
 
 
 @pytest.mark.parametrize("bad", ["int3", "FP32", "", "q8_0"])

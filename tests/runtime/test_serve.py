@@ -2,13 +2,15 @@
 tests talk HTTP to it. Answers equal the Pipeline's own for the same request (greedy and seeded
 sampling), streaming equals non-streaming, 16 concurrent clients get exactly the answers they get
 alone, a client that disconnects mid-generation leaves the server answering correctly, memory
-stays flat after a warm-up, and every bad request is a 4xx with an OpenAI-shaped error."""
+stays flat after a warm-up, and every bad request is a 4xx with an OpenAI-shaped error. Queueing
+and cancellation, whose timing a real model on a real CPU cannot fix, are in test_serve_worker.py."""
 from __future__ import annotations
 
 import base64
 import concurrent.futures
 import io
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -20,8 +22,8 @@ import pytest
 httpx = pytest.importorskip("httpx", reason="the serve tests talk HTTP through httpx (the test extra)")
 
 MAX_TOKENS = 8
-# A generation long enough to be stopped in the middle: the tiny model decodes ~2,500 tokens/s and
-# greedily never ends this prompt early (2048-position context).
+# A long generation (the tiny model decodes ~2,500 tokens/s here and greedily never ends this prompt
+# early; 2048-position context): usually stopped in the middle, but no verdict depends on that.
 LONG = 1800
 
 
@@ -52,8 +54,11 @@ def server(fp32_bundle, tmp_path_factory):
     args = [sys.executable, "-m", "mmedge.cli", "serve", str(fp32_bundle), "--port", str(port), "--threads", "1",
             "--exact", "--ctx", "2048", "--image-root", str(root), "--max-tokens", str(LONG), "--max-images", "3",
             "--max-body-mib", "2", "--max-queue", "64"]
+    # glibc makes a malloc arena per contending thread, up to 8 per core, as thread timing decides:
+    # two arenas keep the memory test's RSS a measure of leaks, not of this machine's core count.
+    env = {**os.environ, "MALLOC_ARENA_MAX": "2"}
     with open(log, "wb") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while True:
@@ -232,7 +237,12 @@ def test_sixteen_concurrent_clients_get_their_lone_answers(server, photos):
     assert len({alone[k] for k in alone}) > 1  # different requests really differ
 
 
-def test_a_client_that_leaves_mid_generation_is_cancelled(server, photos):
+def test_a_client_that_leaves_mid_stream_leaves_the_server_answering(server, photos):
+    """With the real model: a client leaves a long stream after three chunks. Whether its job is
+    stopped or has already finished depends on this CPU's speed, so the test asserts what holds
+    either way: exactly one of the two counters moves, and the next request's answer equals a fresh
+    one (the KV cache was cleared). That a leaving client stops a running or queued job is tested
+    deterministically in test_serve_worker.py."""
     body = {**_request([_data_uri(photos["rocket"])], temperature=0.0), "max_tokens": LONG, "stream": True}
     before = httpx.get(f"{server['base']}/health").json()["counters"]
     with httpx.stream("POST", f"{server['base']}/v1/chat/completions", json=body, timeout=120) as r:
@@ -242,13 +252,20 @@ def test_a_client_that_leaves_mid_generation_is_cancelled(server, photos):
                 seen += 1
             if seen == 3:
                 break  # leaving the block closes the connection mid-stream
-    deadline = time.monotonic() + 30
-    while httpx.get(f"{server['base']}/health").json()["counters"]["cancelled"] == before["cancelled"]:
-        assert time.monotonic() < deadline, "the cancelled generation was not stopped"
+
+    def moved():
+        now = httpx.get(f"{server['base']}/health").json()
+        return now["counters"], now["busy"] or now["queued"] > 0
+
+    deadline = time.monotonic() + 120
+    while True:
+        counters, active = moved()
+        ended = (counters["cancelled"] - before["cancelled"]) + (counters["completed"] - before["completed"])
+        if ended == 1 and not active:
+            break
+        assert time.monotonic() < deadline, f"the job neither finished nor stopped: {counters}"
         time.sleep(0.05)
-    health = httpx.get(f"{server['base']}/health").json()
-    assert health["counters"]["completed"] == before["completed"]  # it did not run to the end
-    # The next request is answered as if nothing happened.
+    assert counters["failed"] == before["failed"]
     again = _post(server, {**body, "stream": False, "max_tokens": MAX_TOKENS})
     fresh = _post(server, {**body, "stream": False, "max_tokens": MAX_TOKENS})
     assert again.status_code == 200 and again.json()["choices"][0]["message"]["content"] == \
@@ -296,23 +313,3 @@ print(json.dumps({"status": reply.status_code, "tokens": reply.json()["usage"]["
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"status": 200, "tokens": MAX_TOKENS, "torch_loaded": False}
-
-
-def test_a_client_that_leaves_while_queued_is_skipped(server, photos):
-    """16 long requests keep the worker busy; a 17th client gives up while its request waits: the
-    job is skipped (never generated), the 16 complete, and the server answers correctly afterwards."""
-    long_body = {**_request([_data_uri(photos["astronaut"])], temperature=0.0), "max_tokens": 200}
-    before = httpx.get(f"{server['base']}/health").json()["counters"]
-    with concurrent.futures.ThreadPoolExecutor(17) as pool:
-        busy = [pool.submit(_post, server, long_body, 300) for _ in range(16)]
-        time.sleep(0.2)  # the 16 are queued or running
-        with pytest.raises(httpx.TimeoutException):
-            _post(server, _request([_data_uri(photos["coffee"])], temperature=0.0), timeout=0.3)
-        assert all(f.result().status_code == 200 for f in busy)
-    deadline = time.monotonic() + 30
-    while (after := httpx.get(f"{server['base']}/health").json()["counters"])["cancelled"] == before["cancelled"]:
-        assert time.monotonic() < deadline, "the abandoned request was not cancelled"
-        time.sleep(0.05)
-    assert after["completed"] == before["completed"] + 16 and after["cancelled"] == before["cancelled"] + 1
-    reference = _post(server, _request([_data_uri(photos["coffee"])], temperature=0.0))
-    assert reference.status_code == 200 and reference.json()["usage"]["completion_tokens"] == MAX_TOKENS

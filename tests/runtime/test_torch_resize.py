@@ -2,6 +2,7 @@
 resize HF's video processors apply to decoded frames, and it never imports torch."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from mmedge.runtime.torch_resize import axis_weights, resize_uint8
+from tests.aten_capabilities import aten_capabilities, run_under
 
 torch = pytest.importorskip("torch", reason="torch is the reference for resize_uint8; it is not installed")
 skdata = pytest.importorskip("skimage.data", reason="scikit-image provides the test photographs")
@@ -99,6 +101,48 @@ def test_nchw_contiguous_input_gives_the_same_result(images):
     for out_h, out_w in [(384, 384), (56, 84), (3, 500), (700, 900)]:
         assert_bit_exact(resize_uint8(img, out_h, out_w), torch_resize(img, out_h, out_w, "bicubic", contiguous=True),
                          f"NCHW chelsea -> {(out_h, out_w)}")
+
+
+# The child: torch's uint8 antialiased resize of photographs and noise, as digests of the outputs.
+_TORCH_RESIZES = """
+import hashlib
+import numpy as np
+import skimage.data
+F = torch.nn.functional
+rng = np.random.default_rng(7)
+sources = {"astronaut": skimage.data.astronaut(), "chelsea": skimage.data.chelsea(),
+           "noise": rng.integers(0, 256, size=(97, 131, 3), dtype=np.uint8)}
+digests = {}
+for name, img in sources.items():
+    for out_h, out_w in json.loads(sys.argv[1]):
+        for mode in ("bicubic", "bilinear"):
+            for contiguous in (False, True):
+                t = torch.from_numpy(img[None].copy()).permute(0, 3, 1, 2)
+                t = t.contiguous() if contiguous else t
+                out = F.interpolate(t, size=(out_h, out_w), mode=mode, antialias=True, align_corners=False)
+                key = f"{name}:{out_h}x{out_w}:{mode}:{'nchw' if contiguous else 'nhwc'}"
+                digests[key] = hashlib.sha256(out.permute(0, 2, 3, 1).contiguous().numpy().tobytes()).hexdigest()
+print(json.dumps({"capability": _CAPABILITY, "digests": digests}))
+"""
+
+
+@pytest.mark.parametrize("capability", aten_capabilities())
+def test_equal_to_torch_under_every_kernel_set(capability):
+    """torch's AVX2 uint8 kernel is compiled for the avx2 capability only; under default (and
+    avx512, where this kernel has no variant of its own) another code path runs. The transformers
+    an export runs on any x86 CPU takes one of them: resize_uint8 must equal each."""
+    import hashlib
+
+    sizes = [(384, 384), (56, 84), (3, 500), (700, 900), (97, 1201), (301, 223)]
+    child = run_under(capability, _TORCH_RESIZES, json.dumps(sizes))
+    rng = np.random.default_rng(7)
+    sources = {"astronaut": skdata.astronaut(), "chelsea": skdata.chelsea(),
+               "noise": rng.integers(0, 256, size=(97, 131, 3), dtype=np.uint8)}
+    for key, digest in child["digests"].items():
+        name, size, mode, _ = key.split(":")
+        out_h, out_w = map(int, size.split("x"))
+        ours = resize_uint8(sources[name], out_h, out_w, mode)
+        assert hashlib.sha256(ours.tobytes()).hexdigest() == digest, (capability, key)
 
 
 def test_layouts_and_errors(images):

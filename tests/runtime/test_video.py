@@ -2,6 +2,7 @@
 decoded frames equal transformers' PyAV loader bit for bit, and every bad input is a VideoError."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import wave
@@ -10,11 +11,11 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from mmedge.errors import VideoError
 from mmedge.runtime import video as V
+from tests.aten_capabilities import aten_capabilities, run_under
 from tests.video_helpers import (HEIGHT, N_FRAMES, RATE, WIDTH, hf_load, hf_metadata, lossy_codec, qwen2vl_reference,
                                  source_frames, write_video)
 from mmedge.runtime.video import (
@@ -104,15 +105,42 @@ def test_qwen2vl_indices_fps_equal_transformers():
                     assert np.array_equal(ours, ref[ref < total]), (total, video_fps, fps, kw)
 
 
-def test_torch_float_arange_reproduced_for_long_videos():
-    """Above ~16k frames float32 is coarse enough that torch's vectorised kernel (a float32 base per
-    block of lanes) and a plain float(step * i) differ; the emulation follows torch's CPU kernel."""
-    lanes = 16 if torch.backends.cpu.get_cpu_capability() == "AVX512" else 8
+def _long_video_pairs() -> list[tuple[int, int]]:
     rng = np.random.default_rng(0)
-    for total, num in [(1_541_231, 277), (2_554_262, 653), *zip(rng.integers(16_000, 3_000_000, 300).tolist(),
-                                                              rng.integers(1, 1025, 300).tolist())]:
-        ref = torch.arange(0, total, total / num).int().numpy()
-        assert np.array_equal(V._torch_arange_int(total, total / num, lanes=lanes), ref), (total, num)
+    return [(1_541_231, 277), (2_554_262, 653), *zip(rng.integers(16_000, 3_000_000, 300).tolist(),
+                                                     rng.integers(1, 1025, 300).tolist())]
+
+
+# The child: torch's own arange and transformers' Qwen2-VL sampler (mirrored line for line) on
+# long videos, where float32 is coarser than one frame and the kernel's arithmetic shows.
+_TORCH_SAMPLING = """
+sys.path.insert(0, sys.argv[1])
+from tests.video_helpers import hf_metadata, qwen2vl_reference
+pairs = json.loads(sys.argv[2])
+aranges = [torch.arange(0, t, t / n).int().tolist() for t, n in pairs]
+by_fps = {f"{t}@{fps}": qwen2vl_reference(hf_metadata(t, fps), fps=2.0).tolist()
+          for t, fps in ((20_000, 25.0), (54_321, 29.97), (250_000, 30.0), (1_000_003, 60.0))}
+print(json.dumps({"capability": _CAPABILITY, "aranges": aranges, "by_fps": by_fps}))
+"""
+
+
+@pytest.mark.parametrize("capability", aten_capabilities())
+def test_long_video_sampling_equals_torch_under_every_kernel_set(capability):
+    """Above ~16k frames torch's vectorised float32 arange (a float32 base per block of 8 lanes)
+    and a plain float(step * i) differ; the emulation follows torch's kernel. That kernel has no
+    AVX-512 variant: under ATEN_CPU_CAPABILITY default, avx2 and avx512 alike it is the same, so
+    transformers picks the same frames on every x86 CPU, and so does mmedge (in numpy: on any CPU)."""
+    pairs = _long_video_pairs()
+    child = run_under(capability, _TORCH_SAMPLING, str(Path(__file__).parents[2]), json.dumps(pairs))
+    differs_from_plain = 0
+    for (total, num), ref in zip(pairs, child["aranges"], strict=True):
+        assert V._torch_arange_int(total, total / num).tolist() == ref, (capability, total, num)
+        differs_from_plain += ref != (np.arange(len(ref)) * (total / num)).astype(np.float32).astype(np.int32).tolist()
+    assert differs_from_plain > 100  # the kernel's arithmetic really shows in these cases
+    for key, ref in child["by_fps"].items():
+        total, fps = key.split("@")
+        ours = qwen2vl_indices(int(total), float(fps), fps=2.0)
+        assert ours.tolist() == [i for i in ref if i < int(total)], (capability, key)
 
 
 @pytest.mark.parametrize("call, message", [
