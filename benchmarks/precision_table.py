@@ -8,7 +8,7 @@ family takes static calibration, int4 + int4 + Q4_K_M on the K-quant preset), th
 exported with `--allow-below-floor` and its verification report read: encoder and projector cosine,
 the LLM's teacher-forced top-1 and largest logit difference, greedy tokens equal to transformers.
 Writes `precision.json` (the reports' numbers and the CPU they were measured on) and `precision.md`
-(the table the README's floors section quotes). About 30 minutes on 2 cores.
+(the table the README's floors section quotes). About 5 minutes on 2 cores.
 """
 from __future__ import annotations
 

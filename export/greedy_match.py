@@ -51,4 +51,4 @@ def compare_greedy(reference: list[int], reference_scores, candidate: list[int],
     finite = scores[np.isfinite(scores)]
     width = 2.0 * tolerance * float(np.abs(finite).max()) if tolerance is not None and finite.size else 0.0
     return GreedyMatch(equal, total, {"step": equal, "reference_gap": gap, "tie_width": width,
-                                      "near_tie": bool(np.isfinite(gap) and gap <= width)})
+                                      "near_tie": bool(tolerance is not None and np.isfinite(gap) and gap <= width)})

@@ -34,10 +34,12 @@ its uint8 result. A pass is skipped when that axis keeps its size, and the input
 unchanged when both do.
 
 On x86-64 this matches, bit for bit, both code paths torch has for uint8 inputs with at most 4
-channels: the AVX2 kernel (``ATEN_CPU_CAPABILITY=avx2``) and the generic one that ``default`` and
-``avx512`` run (the same integer arithmetic; tested under each capability). torch's ARM builds
-take the generic path too, unverified here. Float inputs use an unrelated float kernel and are out
-of scope.
+channels: its AVX2 kernel (which ``ATEN_CPU_CAPABILITY=avx2`` and ``avx512`` both run: it has no
+AVX-512 variant) and its portable one (``default``, CPUs without AVX2): the same integer arithmetic,
+tested under each capability, except that the portable one misreads a one-pixel-wide image (up to
+242 levels off, where torch's float kernel agrees with us), which mmedge never resizes. torch's ARM
+builds take the portable path, unverified on ARM here. Float inputs use an unrelated float kernel
+and are out of scope.
 
 No torch import here, ever: this module belongs to the torch-free runtime.
 """

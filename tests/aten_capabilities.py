@@ -7,6 +7,7 @@ this CPU can execute, and checks that the child really ran under the one asked f
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -16,11 +17,23 @@ import sys
 X86_CAPABILITIES = ("default", "avx2", "avx512")
 
 
+@functools.cache
+def _native_capability() -> str:
+    """torch's own choice on this CPU, also when this process runs under a forced ATEN_CPU_CAPABILITY."""
+    if "ATEN_CPU_CAPABILITY" not in os.environ:
+        import torch
+
+        return torch.backends.cpu.get_cpu_capability().lower()
+    env = {k: v for k, v in os.environ.items() if k != "ATEN_CPU_CAPABILITY"}
+    proc = subprocess.run([sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout.strip().lower()
+
+
 def aten_capabilities() -> list[str]:
     """Every capability this CPU can run: on x86, from "default" up to torch's own choice here."""
-    import torch
-
-    native = torch.backends.cpu.get_cpu_capability().lower()
+    native = _native_capability()
     if native not in X86_CAPABILITIES:  # another architecture: its own set and the portable one
         return ["default", native] if native != "default" else ["default"]
     return list(X86_CAPABILITIES[: X86_CAPABILITIES.index(native) + 1])

@@ -15,6 +15,27 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ["MMEDGE_CACHE_DIR"] = tempfile.mkdtemp(prefix="mmedge-test-cache-")
 
 PARITY_PRESETS = ("clip-llama-bpe", "siglip-qwen2-tied")
+# The fast tier (`pytest -m "not slow and not heavy"`, a few minutes) leaves these out: the native
+# builds and the qemu runs, subprocess exports (CLI, interrupted, out of room), the server, bench
+# workers, ExecuTorch/Core ML targets, video parity. The full run (plain `pytest`) has everything.
+HEAVY = ("tests/native/", "tests/benchmarks/", "tests/quantize/test_int8_any_cpu.py", "tests/mmedge/test_cli.py",
+         "tests/mmedge/test_cli_damaged_bundle.py", "tests/export/test_export_no_room.py",
+         "tests/export/test_export_interrupted.py", "tests/export/test_target_executorch.py",
+         "tests/export/test_target_coreml.py", "tests/export/test_multi_target.py", "tests/export/test_video_parity.py",
+         "tests/export/test_tiny_weights.py", "tests/runtime/test_serve.py", "tests/runtime/test_bench.py",
+         "tests/runtime/test_bench_remote.py", "tests/runtime/test_remote.py", "tests/runtime/test_executorch_pool.py",
+         "tests/runtime/test_hostile_onnx_parts.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    root = Path(str(config.rootpath))
+    missing = [h for h in HEAVY if not (root / h).exists()]
+    if missing:  # a renamed file would silently join the fast tier
+        raise pytest.UsageError(f"tests/conftest.py HEAVY names paths that do not exist: {missing}")
+    for item in items:
+        where = Path(str(item.path)).relative_to(root).as_posix()
+        if where.startswith(HEAVY):
+            item.add_marker(pytest.mark.heavy)
 KQUANT_PRESET = "clip-llama-spm-256"
 
 

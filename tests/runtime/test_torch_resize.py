@@ -81,15 +81,32 @@ def test_batch_of_frames(images, mode):
         assert_bit_exact(ours[2], resize_uint8(frames[2], out_h, out_w, mode), "frame 2 alone")
 
 
+def float_reference(img: np.ndarray, out_h: int, out_w: int, mode: str) -> np.ndarray:
+    """The same resize computed in float32 and rounded: within 1 of the uint8 kernel where one pass runs
+    (with two, the uint8 kernel clamps the intermediate image and the float one does not)."""
+    t = torch.from_numpy(img[None].astype(np.float32)).permute(0, 3, 1, 2)
+    out = F.interpolate(t, size=(out_h, out_w), mode=mode, antialias=True, align_corners=False)
+    return out.round().clamp(0, 255).permute(0, 2, 3, 1)[0].numpy().astype(np.uint8)
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_random_noise(mode):
     """Noise stresses the clamping and rounding (bicubic's negative lobes overshoot 0..255)."""
     rng = np.random.default_rng(1234)
+    portable = torch.backends.cpu.get_cpu_capability() == "DEFAULT"
     for in_h, in_w, out_h, out_w in [(97, 131, 384, 384), (360, 640, 384, 384), (64, 48, 7, 5),
                                      (5, 3, 50, 61), (1, 9, 4, 2), (200, 1, 13, 1), (33, 33, 33, 34)]:
         img = rng.integers(0, 256, size=(in_h, in_w, 3), dtype=np.uint8)
-        assert_bit_exact(resize_uint8(img, out_h, out_w, mode), torch_resize(img, out_h, out_w, mode),
-                         f"noise {mode} {(in_h, in_w)} -> {(out_h, out_w)}")
+        ours, label = resize_uint8(img, out_h, out_w, mode), f"noise {mode} {(in_h, in_w)} -> {(out_h, out_w)}"
+        if portable and in_w == 1:
+            # torch's portable uint8 kernel (ATEN_CPU_CAPABILITY=default, CPUs without AVX2) misreads a
+            # one-pixel-wide image (off by up to 242 levels; its AVX2 kernel and its float kernel agree
+            # with each other and with us). mmedge never resizes one (images have >= 8 pixels a side):
+            # here the float computation of this one-pass resize is the reference, within 1.
+            assert np.abs(ours.astype(int) - float_reference(img, out_h, out_w, mode)).max() <= 1, label
+            assert not np.array_equal(ours, torch_resize(img, out_h, out_w, mode)), "torch's kernel was fixed: drop this"
+            continue
+        assert_bit_exact(ours, torch_resize(img, out_h, out_w, mode), label)
     extremes = rng.choice(np.array([0, 255], dtype=np.uint8), size=(2, 41, 53, 3))
     assert_bit_exact(resize_uint8(extremes, 90, 17, mode), torch_resize(extremes, 90, 17, mode), "0/255 noise")
 
@@ -128,9 +145,9 @@ print(json.dumps({"capability": _CAPABILITY, "digests": digests}))
 
 @pytest.mark.parametrize("capability", aten_capabilities())
 def test_equal_to_torch_under_every_kernel_set(capability):
-    """torch's AVX2 uint8 kernel is compiled for the avx2 capability only; under default (and
-    avx512, where this kernel has no variant of its own) another code path runs. The transformers
-    an export runs on any x86 CPU takes one of them: resize_uint8 must equal each."""
+    """torch has an AVX2 uint8 kernel (run under avx2 and avx512: it has no AVX-512 variant) and a
+    portable one (default). The transformers an export runs on any x86 CPU takes one of them:
+    resize_uint8 must equal each."""
     import hashlib
 
     sizes = [(384, 384), (56, 84), (3, 500), (700, 900), (97, 1201), (301, 223)]
