@@ -3,7 +3,6 @@ must pass (`FamilyParitySuite`; a family's test file subclasses it with its pres
 from __future__ import annotations
 
 import pytest
-import torch
 
 from mmedge.export.verify_inputs import synthetic_photo
 
