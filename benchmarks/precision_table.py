@@ -6,7 +6,9 @@ For each tiny preset (`mmedge.export.tiny`, weights the same on every CPU) and e
 (fp32 + F32, fp32 + F16, int8 + int8 + Q8_0, int4 + int4 + Q4_0, int8-static + fp32 + F32 where the
 family takes static calibration, int4 + int4 + Q4_K_M on the K-quant preset), the bundle is
 exported with `--allow-below-floor` and its verification report read: encoder and projector cosine,
-the LLM's teacher-forced top-1 and largest logit difference, greedy tokens equal to transformers.
+the LLM's teacher-forced top-1 and largest logit difference, greedy tokens equal to transformers
+(quantized types are kept with --allow-quant-fallback where the tiny model's rows do not fill the
+type's blocks, and marked).
 Writes `precision.json` (the reports' numbers and the CPU they were measured on) and `precision.md`
 (the table the README's floors section quotes). About 5 minutes on 2 cores.
 """
@@ -38,7 +40,8 @@ def measure(preset: str, checkpoint: Path, sets, work: Path, log) -> dict:
     for label, encoder, projector, llm in sets:
         try:
             manifest = export_bundle(ExportConfig(checkpoint=checkpoint, output=work / label.replace("/", "-"),
-                                                  encoder=encoder, projector=projector, llm=llm, allow_below_floor=True))
+                                                  encoder=encoder, projector=projector, llm=llm, allow_below_floor=True,
+                                                  allow_quant_fallback=True))
         except MmedgeError as e:  # a precision this family cannot take (e.g. static int8 of a multi-input encoder)
             rows[label] = {"refused": str(e)}
             log(f"[{preset}] {label}: refused ({type(e).__name__})")
@@ -50,6 +53,7 @@ def measure(preset: str, checkpoint: Path, sets, work: Path, log) -> dict:
             "llm_top1": v["llm"]["top1_agreement"], "llm_max_abs_diff": v["llm"]["all_positions_max_abs_diff"],
             "llm_largest_logit": v["llm"]["largest_logit"], "greedy_equal": v["greedy_tokens_equal"],
             "greedy_total": v["greedy_tokens_total"], "passed": {p: v[p]["passed"] for p in (*roles, "llm")},
+            "llm_fallback_tensors": len(manifest.parts["llm"].details.get("fallback_tensors", {})),
         }
         log(f"[{preset}] {label}: " + json.dumps({k: rows[label][k] for k in ("encoder_cosine", "llm_top1")}))
     return rows
@@ -59,7 +63,9 @@ def markdown(results: dict, machine: dict) -> str:
     labels = [s[0] for s in (*PRECISION_SETS, KQUANT_SET)]
     lines = [f"Measured on {machine['model']} ({machine['architecture']}; int8 dot {machine['int8_dot']}; "
              f"{' '.join(machine['simd'])}), every bundle through `mmedge export`'s verification.", "",
-             "encoder cosine / projector cosine / LLM top-1 (or, for F32, the largest logit difference):", "",
+             "encoder cosine / projector cosine / LLM top-1 (or, for F32, the largest logit difference and the",
+             "greedy tokens equal); `*`: llama.cpp wrote some tensors in other types (rows not multiples of the",
+             "type's block, kept with --allow-quant-fallback):", "",
              "| preset | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
     for preset, rows in results.items():
         cells = []
@@ -73,7 +79,8 @@ def markdown(results: dict, machine: dict) -> str:
                 cells.append(f"{r['encoder_cosine']:.5f} / {r['projector_cosine']:.5f} / "
                              f"{r['llm_max_abs_diff']:.2g} ({r['greedy_equal']}/{r['greedy_total']})")
             else:
-                cells.append(f"{r['encoder_cosine']:.4f} / {r['projector_cosine']:.4f} / {r['llm_top1']:.3f}")
+                fallback = "*" if r.get("llm_fallback_tensors") else ""
+                cells.append(f"{r['encoder_cosine']:.4f} / {r['projector_cosine']:.4f} / {r['llm_top1']:.3f}{fallback}")
         lines.append(f"| `{preset}` | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import mmedge
 from mmedge.bundle import BundleWriter, artifact_size, sha256_artifact
-from mmedge.errors import BelowFloorError, ExportError, OutputPathError, RecipeError
+from mmedge.errors import BelowFloorError, CheckpointError, ExportError, OutputPathError, RecipeError
 from mmedge.manifest import ROLES_BY_MODALITY, Manifest, PartSpec, TensorSpec
 from mmedge.verification_report import llm_shortfall
 from mmedge.progress import SILENT, Progress
@@ -43,6 +43,9 @@ class ExportConfig:
     overwrite: bool = False
     verify: bool = True
     allow_below_floor: bool = False
+    # Keep a quantized GGUF in which llama.cpp wrote some tensors in other types than asked (rows that
+    # are not multiples of the type's block); the manifest lists them.
+    allow_quant_fallback: bool = False
     # Pickle weights (.bin/.pt) are converted through torch's weights-only loader (export/pickle_weights.py).
     allow_pickle: bool = False
     threads: int = 0
@@ -86,6 +89,33 @@ def _torch_specs(inputs: dict, out_name: str, output) -> tuple[list[TensorSpec],
     """For artifacts without readable signatures: the shapes the module was exported with, batch symbolic."""
     return ([TensorSpec(name, ["batch", *x.shape[1:]], str(x.dtype).removeprefix("torch.")) for name, x in inputs.items()],
             [TensorSpec(out_name, ["batch", *output.shape[1:]], "float32")])
+
+
+def check_text_backbone(cfg: ExportConfig) -> None:
+    """Refuse, by name and before any weight is read, a text backbone whose math llama.cpp cannot
+    compute (export/gguf/backbone.py: check_text_config), and a quantized type whose blocks its
+    rows do not fill (unless --allow-quant-fallback). Reads config.json only."""
+    from transformers import AutoConfig
+
+    from .gguf.backbone import check_text_config
+    from .gguf.quantize import QUANT_TYPES, fallbacks_for
+
+    try:
+        config = AutoConfig.from_pretrained(str(cfg.checkpoint))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{cfg.checkpoint}/config.json cannot be read as a transformers config: {e}") from None
+    text = config.get_text_config()
+    check_text_config(text)
+    if cfg.llm in QUANT_TYPES and not cfg.allow_quant_fallback:
+        head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+        rows = {"hidden_size": text.hidden_size, "intermediate_size": text.intermediate_size,
+                "attention output": text.num_attention_heads * head_dim}
+        problems = fallbacks_for(cfg.llm, rows)
+        if problems:
+            raise RecipeError(
+                f"--llm {cfg.llm}: llama.cpp would write some tensors in other types: {'; '.join(problems)}. Choose "
+                f"a type whose blocks fit (Q8_0 and Q4_0 take rows that are multiples of 32, the K-quants 256), or "
+                "pass --allow-quant-fallback to keep what llama.cpp writes (the manifest lists every such tensor)")
 
 
 def check_family_targets(cfg: ExportConfig, family) -> None:
@@ -143,6 +173,7 @@ def _export_bundle(cfg: ExportConfig, progress: Progress) -> Manifest:
     family = family_for_architecture(arch)
     check_family_targets(cfg, family)
     weights = check_weights(cfg.checkpoint, cfg.allow_pickle)
+    check_text_backbone(cfg)
     needs_calibration = cfg.encoder in NEEDS_CALIBRATION or cfg.projector in NEEDS_CALIBRATION
     progress.total = 5 + 2 * len(cfg.extra_targets) + int(cfg.verify) + int(needs_calibration)
     # `converted`: the safetensors copy of a pickle checkpoint, alive for the whole export (families
@@ -225,8 +256,10 @@ def _export_bundle(cfg: ExportConfig, progress: Progress) -> Manifest:
                 if recipe.written_by != "writer":
                     # A prefix-LM prompt's text enters as token_embd rows the runtime reads itself (runtime/gguf_rows.py).
                     token_type = "Q8_0" if slot.attention == "prefix" else None
-                    gguf_info = quantize_gguf(base_path, final_path, cfg.llm, threads=cfg.threads,
-                                              token_embedding_type=token_type)
+                    kept = {k: gguf_info[k] for k in ("gguf_arch", "deviations") if k in gguf_info}
+                    gguf_info = {**kept, **quantize_gguf(base_path, final_path, cfg.llm, threads=cfg.threads,
+                                                         token_embedding_type=token_type,
+                                                         allow_fallback=cfg.allow_quant_fallback)}
                 parts["llm"] = _part("llm", final_path, "gguf", cfg.llm, gguf_info)
                 if gguf_info.get("fallback_note"):
                     progress.note(gguf_info["fallback_note"])
@@ -268,8 +301,10 @@ def _export_bundle(cfg: ExportConfig, progress: Progress) -> Manifest:
                         "this is a conversion bug, please report it with the checkpoint's config.json "
                         "(--allow-below-floor keeps the bundle)"
                     )
+                deviations = parts["llm"].details.get("deviations", []) if "llm" in failing else []
+                known = f"; llama.cpp is known to differ here: {'; '.join(deviations)}" if deviations else ""
                 raise BelowFloorError(
-                    f"{', '.join(failing)} fell below the precision floor ({_floor_summary(report, failing)}); "
+                    f"{', '.join(failing)} fell below the precision floor ({_floor_summary(report, failing)}){known}; "
                     "choose a higher precision, or pass --allow-below-floor to keep the bundle anyway (the manifest records it)"
                 )
         else:

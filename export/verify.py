@@ -8,19 +8,35 @@ so that every run compares the same number of tokens).
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from mmedge.cpu import cpu_facts
-from mmedge.errors import VerificationError
+from mmedge.errors import MmedgeError, VerificationError
 from mmedge.progress import SILENT, Progress
 from mmedge.quantize.recipes import llm_recipe, tensor_recipe
 
 from .families.base import Family, LoadedCheckpoint
 from .greedy_match import compare_greedy
 from .verify_inputs import GREEDY_TOKENS, TEACHER_FORCED_TEXT, case_inputs, cases_for
+
+
+@contextmanager
+def reference_step(what: str):
+    """The PyTorch side failing is a named error that says which step, never a traceback: the
+    checkpoint or transformers could not compute the reference, so nothing can be verified."""
+    try:
+        yield
+    except MmedgeError:
+        raise
+    except Exception as e:  # transformers raises many types; report one
+        raise VerificationError(
+            f"the PyTorch reference failed while {what}: {type(e).__name__}: {e}. Nothing can be verified against "
+            "it; check that transformers runs this checkpoint (its config and processor files), or export with "
+            "--no-verify (the manifest then records that nothing was verified)") from None
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -126,12 +142,13 @@ def verify_bundle(bundle_dir: str | Path, family: Family, ckpt: LoadedCheckpoint
             items = [x for case in cases for x in case_inputs(case, m)]
             layout = media_layout(m)
             ours = [layout.prepare(x).encoder_inputs() for x in items]
-            hf_inputs = [family.reference_encoder_inputs(ckpt, x, m.media.marker) for x in items]
+            with reference_step("preparing the inputs with the checkpoint's processor"):
+                hf_inputs = [family.reference_encoder_inputs(ckpt, x, m.media.marker) for x in items]
+                # Projector inputs besides the features (InstructBLIP: the prompt's Q-Former ids), HF's.
+                extras = [family.reference_projector_inputs(ckpt, x, m.media.marker) for x in items]
             report["preprocess"] = _compare_preprocessing(ours, hf_inputs)
-            # Projector inputs besides the features (InstructBLIP: the prompt's Q-Former ids), HF's.
-            extras = [family.reference_projector_inputs(ckpt, x, m.media.marker) for x in items]
 
-            with torch.no_grad():
+            with reference_step("running the encoder and projector in PyTorch"), torch.no_grad():
                 ref_features = [encoder(**x) for x in hf_inputs]
                 ref_embeddings = [projector(f, **e) for f, e in zip(ref_features, extras)]
                 model_features = [family.reference_features(ckpt, **x, **e) for x, e in zip(hf_inputs, extras)]
@@ -234,7 +251,7 @@ def _verify_llm(llm, family: Family, ckpt: LoadedCheckpoint, precision: str, tol
 
     tok = ckpt.processor.tokenizer
     ids = tok(TEACHER_FORCED_TEXT).input_ids
-    with torch.no_grad():
+    with reference_step("computing the LLM's logits in PyTorch"), torch.no_grad():
         ref = family.reference_text_logits(ckpt, torch.tensor([ids]))[0].numpy()
     llm.reset()
     ours = llm.decode_tokens(ids, logits_for="all")
@@ -273,14 +290,17 @@ def _verify_case(pipe, family: Family, ckpt: LoadedCheckpoint, case, n_tokens: i
     items = case_inputs(case, m)
     prompt = case.prompt.replace(f"<{m.modality}>", m.media.marker)
     text = pipe.format(prompt, len(items))
-    inputs = family.reference_inputs(ckpt, items, text)
-    with torch.no_grad():
+    with reference_step(f"generating with transformers ({case.name})"), torch.no_grad():
+        inputs = family.reference_inputs(ckpt, items, text)
         out = ckpt.model.generate(
             **inputs, do_sample=False, max_new_tokens=n_tokens, min_new_tokens=n_tokens,
             pad_token_id=ckpt.processor.tokenizer.pad_token_id,
             # Ban the same end-of-generation set on both sides: llama.cpp's EOG list from the GGUF.
             eos_token_id=[int(t) for t in pipe.llm.eog_tokens],
             output_scores=True, return_dict_in_generate=True,
+            # The reference decodes with its KV cache whatever the checkpoint's `use_cache` says
+            # (a training-time setting; transformers' testers save False): the same greedy tokens.
+            use_cache=True,
         )
     ref_tokens = out.sequences[0, inputs["input_ids"].shape[1]:].tolist()
     media = {"images": [], "audio": items} if m.modality == "audio" else {"images": items}

@@ -55,6 +55,7 @@ def cmd_export(args) -> int:
         llm=args.llm, encoder_target=args.encoder_target or targets[0],
         projector_target=args.projector_target or targets[0], extra_targets=tuple(targets[1:]), overwrite=args.force,
         calibration_images=Path(args.calibration_images) if args.calibration_images else None, verify=not args.no_verify, allow_below_floor=args.allow_below_floor,
+        allow_quant_fallback=args.allow_quant_fallback,
         allow_pickle=args.allow_pickle,
         threads=args.threads,
     )
@@ -262,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing bundle at the output path")
     p.add_argument("--no-verify", action="store_true", help="skip verification (the manifest records it)")
     p.add_argument("--allow-below-floor", action="store_true", help="keep a bundle whose parts fall below their floors")
+    p.add_argument("--allow-quant-fallback", action="store_true",
+                   help="keep a quantized LLM in which llama.cpp wrote some tensors in other types (rows that are not "
+                        "multiples of the type's block); the manifest lists them")
     p.add_argument("--allow-pickle", action="store_true",
                    help="accept pickle weights (.bin/.pt): converted to safetensors through torch's weights-only loader, "
                         "which refuses anything but tensors")

@@ -36,6 +36,7 @@ def _int8_dynamic(src: Path, dst: Path, calibration=None) -> dict:
             str(prepared), str(dst), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul", "Gemm"],
             reduce_range=INT8_REDUCE_RANGE,
         )
+    _require_all_quantized("int8", dst)
     return {"method": "onnxruntime quantize_dynamic", "weight_type": "int8", "per_channel": True,
             "activations": "dynamic uint8", "reduce_range": INT8_REDUCE_RANGE}
 
@@ -44,7 +45,11 @@ def _int4_weight(src: Path, dst: Path, calibration=None) -> dict:
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
 
+    from .onnx_linear import gemm_to_matmul, weight_matmuls
+
     model = onnx.load(str(src))
+    gemms = gemm_to_matmul(model)  # MatMulNBits takes MatMul only; a 2-D linear layer exports as Gemm
+    linear = len(weight_matmuls(model))
     config = DefaultWeightOnlyQuantConfig(block_size=INT4_BLOCK_SIZE, is_symmetric=True, accuracy_level=None)
     quantizer = MatMulNBitsQuantizer(model, algo_config=config)
     level = logging.getLogger().level
@@ -54,7 +59,12 @@ def _int4_weight(src: Path, dst: Path, calibration=None) -> dict:
         logging.getLogger().setLevel(level)
     quantizer.model.save_model_to_file(str(dst), use_external_data_format=False)
     n = sum(1 for node in onnx.load(str(dst)).graph.node if node.op_type == "MatMulNBits")
-    return {"method": "MatMulNBits", "bits": 4, "block_size": INT4_BLOCK_SIZE, "symmetric": True, "matmuls_quantized": n}
+    if n == 0:
+        raise RecipeError(f"int4: the graph has {linear} weight matmuls and none could be put in 4 bits; choose int8 "
+                          "or fp32 for this part")
+    _require_all_quantized("int4", dst)
+    return {"method": "MatMulNBits", "bits": 4, "block_size": INT4_BLOCK_SIZE, "symmetric": True, "matmuls_quantized": n,
+            **({"gemms_as_matmul": gemms} if gemms else {})}
 
 
 def _int8_static(src: Path, dst: Path, calibration=None) -> dict:
@@ -85,9 +95,22 @@ def _int8_static(src: Path, dst: Path, calibration=None) -> dict:
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
             op_types_to_quantize=["MatMul", "Gemm", "Conv"], reduce_range=INT8_REDUCE_RANGE,
         )
+    _require_all_quantized("int8-static", dst)
     return {"method": "onnxruntime quantize_static (QDQ)", "weight_type": "int8 per-channel symmetric",
             "reduce_range": INT8_REDUCE_RANGE,
             "activation_type": "uint8, MinMax calibration", "calibration_batches": len(calibration)}
+
+
+def _require_all_quantized(recipe: str, path: Path) -> None:
+    """A quantized part has no weight matmul left in float: refused, never a silent fp32 layer."""
+    import onnx
+
+    from .onnx_linear import weight_matmuls
+
+    left = weight_matmuls(onnx.load(str(path)))
+    if left:
+        raise RecipeError(f"{recipe}: onnxruntime left {len(left)} weight matmuls in float ({', '.join(left[:3])}); "
+                          "choose another precision for this part")
 
 
 ONNX_RECIPES: dict[str, Callable[..., dict]] = {

@@ -74,6 +74,11 @@ class ArchSpec:
     # Multimodal rotary (Qwen2-VL): rotary frequencies split into sections rotated by the
     # temporal, height and width positions of each token.
     mrope: bool = False
+    # The FFN activation llama.cpp's graph computes (HF names); a config asking for another is refused.
+    activation: str = "silu"
+    # What the pinned llama.cpp's graph does differently from HF whatever the GGUF says, recorded in
+    # the manifest beside the part and named when verification refuses the part.
+    deviations: tuple[str, ...] = ()
 
 
 def _architectures() -> dict[str, ArchSpec]:
@@ -82,18 +87,52 @@ def _architectures() -> dict[str, ArchSpec]:
     return {
         "llama": ArchSpec(gguf_arch="llama", permute_qk=True, has_qkv_bias=False),
         "qwen2": ArchSpec(gguf_arch="qwen2", permute_qk=False, has_qkv_bias=True),
-        "qwen2_vl_text": ArchSpec(gguf_arch="qwen2vl", permute_qk=False, has_qkv_bias=True, mrope=True),
-        "qwen2_5_vl_text": ArchSpec(gguf_arch="qwen2vl", permute_qk=False, has_qkv_bias=True, mrope=True),
+        "qwen2_vl_text": ArchSpec(gguf_arch="qwen2vl", permute_qk=False, has_qkv_bias=True, mrope=True,
+                                  deviations=(QWEN2VL_RMS_EPS,)),
+        "qwen2_5_vl_text": ArchSpec(gguf_arch="qwen2vl", permute_qk=False, has_qkv_bias=True, mrope=True,
+                                    deviations=(QWEN2VL_RMS_EPS,)),
         "gemma": ArchSpec(gguf_arch="gemma", permute_qk=False, has_qkv_bias=False, norm_plus_one=True,
-                          untied_output=False, metadata=gemma_metadata),
+                          untied_output=False, metadata=gemma_metadata, activation="gelu_pytorch_tanh"),
         "gemma2": ArchSpec(gguf_arch="gemma2", permute_qk=False, has_qkv_bias=False, norm_plus_one=True,
-                           untied_output=False, layer_tensors=GEMMA2_LAYER_TENSORS, metadata=gemma2_metadata),
+                           untied_output=False, layer_tensors=GEMMA2_LAYER_TENSORS, metadata=gemma2_metadata,
+                           activation="gelu_pytorch_tanh"),
         "gemma3_text": ArchSpec(gguf_arch="gemma3", permute_qk=False, has_qkv_bias=False, norm_plus_one=True,
-                                layer_tensors=GEMMA3_LAYER_TENSORS, metadata=gemma3_metadata),
+                                layer_tensors=GEMMA3_LAYER_TENSORS, metadata=gemma3_metadata,
+                                activation="gelu_pytorch_tanh"),
     }
 
 
+# Measured: llama.cpp 0.3.36's qwen2vl graph never reads `layer_norm_rms_epsilon` (its hparams loader
+# takes the rope sections only), so its RMS norms run with epsilon 0. Negligible where hidden states
+# are large (trained models, eps 1e-6); a model with small activations (transformers' std-0.02
+# init, eps 1e-5) moved its logits by 1.7% of their scale, which the F32 tolerance refuses.
+QWEN2VL_RMS_EPS = ("llama.cpp's qwen2vl graph computes its RMS norms with epsilon 0 (it does not read the GGUF's "
+                   "layer_norm_rms_epsilon); the checkpoint's epsilon only shows in the measured logits")
+
+
 ARCHITECTURES: dict[str, ArchSpec] = _architectures()
+
+
+def activation_of(config) -> str | None:
+    """The FFN activation a text config asks for (Gemma's `hidden_activation` overrides `hidden_act`)."""
+    return getattr(config, "hidden_activation", None) or getattr(config, "hidden_act", None)
+
+
+def check_text_config(config) -> ArchSpec:
+    """Refuse, by name, a text backbone whose math llama.cpp's graph cannot compute; reads the config
+    only (the exporter calls it before any weight is loaded, the writer again)."""
+    from mmedge.errors import UnsupportedConfigError
+
+    spec = ARCHITECTURES.get(config.model_type)
+    if spec is None:
+        raise UnsupportedConfigError(f"text backbone {config.model_type!r} has no GGUF mapping; supported: "
+                                     f"{sorted(ARCHITECTURES)}")
+    act = activation_of(config)
+    if act != spec.activation:
+        raise UnsupportedConfigError(
+            f"text_config.hidden_act {act!r}: llama.cpp's {spec.gguf_arch} graph computes its FFN with "
+            f"{spec.activation!r} and reads no activation from the GGUF, so this checkpoint cannot be reproduced")
+    return spec
 
 # How close llama.cpp's F32 graph of each architecture comes to PyTorch in exact mode (F32 KV cache,
 # no flash attention): the largest |logit difference| over all positions, as a share of the largest

@@ -3,7 +3,8 @@
 Facts from llama.cpp's gemma/gemma2/gemma3 graphs that decide what we write or refuse:
 - the attention scale is not read from the file: 1/sqrt(head_dim) (1/sqrt(n_embd/n_head) for the
   27B layer counts), so HF's `query_pre_attn_scalar` must equal that;
-- the FFN is GELU (tanh approximation); Gemma 2 always applies both soft-caps; Gemma 3 has no
+- the FFN is GELU (tanh approximation: `ArchSpec.activation`, checked with every architecture's in
+  backbone.py); Gemma 2 always applies both soft-caps; Gemma 3 has no
   attention soft-cap and applies the final one only when the key is present;
 - the sliding-window layers are given per layer (a bool array), their rope base by its own key, and
   their rope is never scaled.
@@ -16,13 +17,6 @@ from mmedge.errors import UnsupportedConfigError
 
 # n_layer values llama.cpp treats as the 27B models (attention scale from n_embd / n_head).
 _SCALE_BY_EMBD_LAYERS = {"gemma2": 46, "gemma3_text": 62}
-
-
-def _check_activation(c) -> None:
-    act = getattr(c, "hidden_activation", None) or getattr(c, "hidden_act", None)
-    if act != "gelu_pytorch_tanh":
-        raise UnsupportedConfigError(f"Gemma hidden activation {act!r}: llama.cpp's Gemma graphs use GELU (tanh), "
-                                     "expected 'gelu_pytorch_tanh'")
 
 
 def _check_attention_scale(c) -> None:
@@ -47,12 +41,10 @@ def _write_sliding_window(w, c) -> None:
 
 
 def gemma_metadata(w, c) -> dict | None:
-    _check_activation(c)
     return None
 
 
 def gemma2_metadata(w, c) -> dict | None:
-    _check_activation(c)
     _check_attention_scale(c)
     if not c.attn_logit_softcapping or not c.final_logit_softcapping:
         raise UnsupportedConfigError("Gemma 2 without attention/final logit soft-capping: llama.cpp's gemma2 graph always applies both")
@@ -63,7 +55,6 @@ def gemma2_metadata(w, c) -> dict | None:
 
 
 def gemma3_metadata(w, c) -> dict | None:
-    _check_activation(c)
     _check_attention_scale(c)
     if c.attn_logit_softcapping:
         raise UnsupportedConfigError("Gemma 3 with attention soft-capping: llama.cpp's gemma3 graph has none")

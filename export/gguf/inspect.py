@@ -12,6 +12,14 @@ def tensor_types(path: Path) -> dict[str, str]:
     return {t.name: t.tensor_type.name for t in reader.tensors}
 
 
+def tensor_infos(path: Path) -> dict[str, tuple[str, int]]:
+    """{tensor name: (type, number of dimensions)} as the file holds them."""
+    import gguf
+
+    reader = gguf.GGUFReader(str(path))
+    return {t.name: (t.tensor_type.name, len(t.shape)) for t in reader.tensors}
+
+
 def count_types(types: dict[str, str]) -> dict[str, int]:
     """{tensor name: type} -> {type: how many tensors}, sorted by type name."""
     return dict(sorted(Counter(types.values()).items()))

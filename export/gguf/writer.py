@@ -12,7 +12,7 @@ import numpy as np
 from mmedge.errors import UnsupportedConfigError
 from mmedge.progress import SILENT, Progress
 
-from .backbone import ARCHITECTURES, GLOBAL_TENSORS, IGNORED_TENSORS, TextBackbone
+from .backbone import GLOBAL_TENSORS, IGNORED_TENSORS, TextBackbone, check_text_config
 from .inspect import tensor_type_counts
 from .vocab import convert_vocab
 
@@ -84,9 +84,7 @@ def write_gguf(backbone: TextBackbone, path: Path, out_type: str = "F32", progre
 
     if out_type not in WRITER_TYPES:
         raise UnsupportedConfigError(f"the GGUF writer emits {WRITER_TYPES}; {out_type} comes from llama_model_quantize")
-    spec = ARCHITECTURES.get(backbone.model_type)
-    if spec is None:
-        raise UnsupportedConfigError(f"text backbone {backbone.model_type!r} has no GGUF mapping; supported: {sorted(ARCHITECTURES)}")
+    spec = check_text_config(backbone.config)
     c = backbone.config
     n_layers, n_head = c.num_hidden_layers, c.num_attention_heads
     n_head_kv = getattr(c, "num_key_value_heads", None) or n_head
@@ -163,7 +161,7 @@ def write_gguf(backbone: TextBackbone, path: Path, out_type: str = "F32", progre
     w.close()
     counts = tensor_type_counts(path)
     return {"gguf_arch": spec.gguf_arch, "tensor_types": counts, "n_tensors": sum(counts.values()), "n_vocab": n_vocab,
-            "tied_embeddings": backbone.tie_word_embeddings}
+            "tied_embeddings": backbone.tie_word_embeddings, **({"deviations": list(spec.deviations)} if spec.deviations else {})}
 
 
 def _write_vocab(w, backbone: TextBackbone, n_vocab: int) -> None:

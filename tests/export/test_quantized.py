@@ -55,15 +55,46 @@ def test_k_quants_are_real_on_256_wide_rows(bundles):
     assert "fallback_note" not in m.parts["llm"].details
 
 
-def test_k_quant_fallback_is_reported_not_hidden(tmp_path, checkpoints):
-    """On 64-wide rows llama.cpp cannot write K-quants: the manifest names the real types."""
+@pytest.mark.parametrize("llm, dims", [("Q4_K_M", "hidden_size 64 is not a multiple of Q4_K's block of 256"),
+                                       ("Q4_0", "hidden_size 64 is not a multiple of Q6_K's block of 256 (output.weight)")])
+def test_a_type_llama_cpp_would_replace_is_refused_before_the_weights(tmp_path, checkpoints, llm, dims):
+    """On 64-wide rows llama.cpp cannot write K-quants (Q4_0 keeps its output matrix in Q6_K): it
+    would silently write other types, so export refuses by name, before any weight is read."""
+    from mmedge.errors import RecipeError
+    from mmedge.export.exporter import ExportConfig
+
+    from .test_export_errors import refuse
+
+    message = refuse(RecipeError, ExportConfig(checkpoint=checkpoints("clip-llama-bpe"), output=tmp_path / "b", llm=llm))
+    assert dims in message and "--allow-quant-fallback" in message
+
+
+def test_k_quant_fallback_when_allowed_is_listed_not_hidden(tmp_path, checkpoints):
+    """Allowed, the fallback is kept and every tensor that fell back is in the manifest, with the
+    real types read back from the file."""
     from mmedge.export.exporter import ExportConfig, export_bundle
 
     m = export_bundle(ExportConfig(checkpoint=checkpoints("clip-llama-bpe"), output=tmp_path / "b", llm="Q4_K_M",
-                                   verify=False))
+                                   allow_quant_fallback=True, verify=False))
     details = m.parts["llm"].details
-    real = tensor_type_counts(tmp_path / "b" / m.parts["llm"].file)
-    assert details["tensor_types"] == real
-    assert "Q4_K" not in real and "Q6_K" not in real
-    assert "multiples of 256" in details["fallback_note"]
+    real = tensor_types(tmp_path / "b" / m.parts["llm"].file)
+    assert details["tensor_types"] == tensor_type_counts(tmp_path / "b" / m.parts["llm"].file)
+    assert "Q4_K" not in details["tensor_types"] and "Q6_K" not in details["tensor_types"]
+    fallen = details["fallback_tensors"]
+    assert fallen and all(real[name] == kind for name, kind in fallen.items())
+    assert fallen["blk.0.attn_q.weight"] == real["blk.0.attn_q.weight"] != "Q4_K"
+    assert "rows are not multiples of the type's block" in details["fallback_note"]
     assert m.verification == {"skipped": True}
+
+
+def test_the_read_back_refuses_what_the_config_check_missed(tmp_path, checkpoints, monkeypatch):
+    """The config check is a forecast; the file read back after quantizing decides. A forecast that
+    lets Q4_K_M through on 64-wide rows still ends in a refusal, and nothing is published."""
+    from mmedge.errors import RecipeError
+    from mmedge.export.exporter import ExportConfig, export_bundle
+
+    monkeypatch.setattr("mmedge.export.gguf.quantize.fallbacks_for", lambda *a, **k: [])
+    with pytest.raises(RecipeError, match=r"llama.cpp wrote \d+ tensors in other types .*--allow-quant-fallback"):
+        export_bundle(ExportConfig(checkpoint=checkpoints("clip-llama-bpe"), output=tmp_path / "b", llm="Q4_K_M",
+                                   verify=False))
+    assert not (tmp_path / "b").exists()
